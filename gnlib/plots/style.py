@@ -1,0 +1,50 @@
+"""Shared look of every gnlib figure: one palette per norm, labelled axes, saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.rcParams.setdefault("svg.hashsalt", "gnlib")  # reproducible SVG ids
+
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["NORM_COLORS", "NORM_LABELS", "save_figure"]
+
+#: One colour per normalization, used by every plot so BN is always the same blue.
+NORM_COLORS = {
+    "bn": "#1f77b4",
+    "ln": "#2ca02c",
+    "in": "#9467bd",
+    "gn": "#d62728",
+    "br": "#ff7f0e",
+    "gn+ws": "#8c564b",
+    "none": "#7f7f7f",
+}
+
+NORM_LABELS = {
+    "bn": "Batch Norm",
+    "ln": "Layer Norm",
+    "in": "Instance Norm",
+    "gn": "Group Norm",
+    "br": "Batch Renorm",
+    "gn+ws": "GN + WS",
+    "none": "no norm",
+}
+
+
+def save_figure(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Save ``fig`` as ``path`` with each suffix in ``formats`` (metadata stripped, so re-saving
+    the same figure gives the same bytes). Returns the written paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = path.with_suffix("." + fmt)
+        meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+        fig.savefig(target, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
+        written.append(target)
+    return written
+
+
+
