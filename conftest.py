@@ -1,7 +1,4 @@
 """pytest settings shared by unit tests and notebooks (nbval)."""
-import os
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def pytest_collectstart(collector):
