@@ -234,3 +234,27 @@ def to_float(images: Tensor, mean: float = MEAN, std: float = STD) -> Tensor:
         raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
     x = images.to(torch.float32).div_(255.0).sub_(mean).div_(std)
     return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gnlib.data [--no-download]``: make sure the data is here, say from where."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gnlib.data", description=main.__doc__)
+    parser.add_argument("--root", help="folder with the four IDX files (else GNLIB_DATA, Debian)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    args = parser.parse_args(argv)
+    try:
+        source, origin = find_source(args.root)
+        train_x, _, test_x, _ = load_fashion_mnist(args.root, download=not args.no_download)
+    except DataNotFoundError as err:
+        print(f"error: {err}")
+        return 1
+    where = source if source is not None else "torchvision download"
+    print(f"Fashion-MNIST OK: {len(train_x)} train + {len(test_x)} test images "
+          f"from {where} ({origin}), cached in {cache_dir() / 'FashionMNIST' / 'raw'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh Debian machine with Python 3.11+:
+#   make lab    set up .venv, make sure Fashion-MNIST is here, open JupyterLab on notebooks/
+#   make test   set up the same, then run unit tests and every notebook (pytest --nbval, quick mode)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gnlib-installed
+NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=900
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: install data lab test test-unit test-notebooks bench figures clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+# Offline first: the Debian package, installed with apt-get when we are root; else download.
+data: install
+	@$(PY) -W ignore::RuntimeWarning -m gnlib.data --no-download || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's dataset-fashion-mnist"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist; }; \
+	  fi; \
+	  $(PY) -W ignore::RuntimeWarning -m gnlib.data; }
+
+lab: data
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/
+
+# The README's test command: unit tests and every notebook, executed and compared (quick mode).
+test: data
+	GNLIB_QUICK=1 $(PY) -m pytest tests notebooks $(NBVAL)
+
+test-unit: install
+	$(PY) -m pytest tests
+
+test-notebooks: data
+	GNLIB_QUICK=1 $(PY) -m pytest notebooks $(NBVAL)
+
+bench: install
+	$(PY) bench/bench_group_norm.py
+
+# Regenerate figures/ from the committed results/ (no training).
+figures: install
+	$(PY) -m gnlib plot all
+
+clean:
+	rm -rf $(VENV) build *.egg-info
