@@ -27,6 +27,7 @@ from .norms import check_groups
 __all__ = [
     "SET_DEFINITIONS",
     "SET_KINDS",
+    "batch_dependence",
     "normalization_set",
     "normalize_with_sets",
     "set_ids",
@@ -155,3 +156,27 @@ def normalize_with_sets(
         var = ((values - mu) ** 2).sum() / (m - 1 if unbiased else m)  # Eq. (2)
         out[idx] = (x[idx] - mu) / torch.sqrt(var + eps)
     return out
+
+
+def batch_dependence(
+    kind: str, batch_size: int, channels: int = 8, size: int = 4,
+    groups: int | None = None, trials: int = 16, seed: int = 0,
+) -> float:
+    r"""How much sample 0's normalized output moves when its batch mates are redrawn.
+
+    Sample 0 is fixed; the other ``batch_size - 1`` samples are redrawn ``trials`` times.
+    Returns the mean absolute deviation of sample 0's :math:`\hat x` across trials: zero
+    when :math:`S_i` never leaves the sample (LN, IN, GN), positive for BN.
+    """
+    from .norms import make_norm
+
+    layer = make_norm(kind, channels, groups=groups or channels).train()
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(1, channels, size, size, generator=g)
+    outs = []
+    with torch.no_grad():
+        for _ in range(trials):
+            mates = torch.randn(batch_size - 1, channels, size, size, generator=g)
+            outs.append(layer(torch.cat([x0, mates]))[0])
+    stacked = torch.stack(outs)
+    return float((stacked - stacked.mean(0)).abs().mean())
