@@ -12,23 +12,49 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from .norms import group_norm, group_norm_reference
+
 __all__ = [
+    "IMPLEMENTATIONS",
     "NormFn",
     "SavedMemory",
+    "format_memory_table",
+    "format_time_table",
     "fwd_bwd_inputs",
     "median_times",
+    "num_threads",
     "saved_memory",
     "time_fwd_bwd",
 ]
 
 #: The signature every compared implementation shares: ``fn(x, num_groups, weight, bias)``.
 NormFn = Callable[[Tensor, int, Tensor, Tensor], Tensor]
+
+#: The three Group Norms compared in notebook 03 and ``bench/bench_group_norm.py``.
+IMPLEMENTATIONS: dict[str, NormFn] = {
+    "reference": group_norm_reference,   # reshape, mean, var; autograd's backward
+    "gnlib": group_norm,                 # autograd.Function, hand-derived backward
+    "native": F.group_norm,              # torch's C++ kernel
+}
+
+
+@contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fwd_bwd_inputs(
@@ -114,3 +140,40 @@ def saved_memory(fn: NormFn, shape: Sequence[int], groups: int) -> SavedMemory:
     args = {t.untyped_storage().data_ptr() for t in (x, w, b)}
     new = sum(n for ptr, n in storages.items() if ptr not in args)
     return SavedMemory(total=sum(storages.values()), new=new, count=len(storages))
+
+
+def _shape_label(shape: Sequence[int]) -> str:
+    return "(" + ",".join(str(s) for s in shape) + ")"
+
+
+def format_time_table(medians: Mapping[tuple[int, ...], Mapping[str, float]]) -> str:
+    """Text table of median fwd+bwd milliseconds per shape and the two headline ratios.
+
+    ``medians`` maps ``shape -> {"reference": s, "gnlib": s, "native": s}`` (seconds).
+    """
+    head = f"{'shape':<16}{'reference':>11}{'gnlib':>9}{'native':>9}{'gnlib/native':>14}{'ref/gnlib':>11}"
+    lines = [head + "   (ms, median fwd+bwd)"]
+    for shape, t in medians.items():
+        ms = {k: 1e3 * v for k, v in t.items()}
+        lines.append(f"{_shape_label(shape):<16}{ms['reference']:>11.2f}{ms['gnlib']:>9.2f}"
+                     f"{ms['native']:>9.2f}{t['gnlib'] / t['native']:>13.2f}x"
+                     f"{t['reference'] / t['gnlib']:>10.2f}x")
+    return "\n".join(lines)
+
+
+def format_memory_table(
+    memory: Mapping[tuple[int, ...], Mapping[str, SavedMemory]], groups: int
+) -> str:
+    """Text table of saved-for-backward KiB per implementation, next to the input size and
+    the per-group statistics (mean and rstd: ``2 N G`` float32 values)."""
+    names = list(next(iter(memory.values())))
+    head = f"{'shape':<16}{'input':>11}{'stats':>8}" + "".join(f"{n:>12}" for n in names)
+    lines = [head + "   (KiB saved for backward; stats = mean + rstd per group)"]
+    for shape, mem in memory.items():
+        numel = 1
+        for s in shape:
+            numel *= s
+        stats = 2 * shape[0] * groups * 4
+        lines.append(f"{_shape_label(shape):<16}{numel * 4 / 1024:>11,.1f}{stats / 1024:>8.1f}"
+                     + "".join(f"{mem[n].total / 1024:>12,.1f}" for n in names))
+    return "\n".join(lines)

@@ -227,7 +227,7 @@ def _first_wrong(got: Tensor, expected: Tensor) -> str:
 
 
 def _report(title: str, passed: bool, text: str) -> CheckResult:
-    message = f"{title}: {'PASSED' if passed else 'FAILED'} - {text}"
+    message = f"{title}: {'PASSED' if passed else 'FAILED'}\n  {text}"
     if text == NOT_IMPLEMENTED:
         message = f"{title}: {NOT_IMPLEMENTED} (replace the placeholder with your code)"
     print(message)
@@ -258,10 +258,10 @@ def _compare(name: str, got: Any, expected: Tensor, case: Case,
     got = got.detach().to(expected.dtype)
     if _close(got, expected):
         return None
-    text = f"{name} is wrong {where}: {_first_wrong(got, expected)}"
+    text = f"{name} is wrong {where}:\n  {_first_wrong(got, expected)}"
     for value, hint in variants:
         if not _close(value, expected) and _close(got, value):
-            return f"{text}. Likely cause: {hint}"
+            return f"{text}\n  Likely cause: {hint}"
     return text
 
 

@@ -183,7 +183,7 @@ BACKWARD_MISTAKES = [
     (_bwd(_good_dx, db_rule=lambda dy, red: dy.sum(red[1:])),
      "wrong output shape: dbias has shape (2, 8), expected (8,)"),
     (_bwd(lambda g, xh, r, dy: 1.01 * _good_dx(g, xh, r, dy)),
-     "dx (gradient mismatch) for x of shape (2, 8, 3, 4) (4D), G=4, eps=1e-05: first wrong element at index (0, 0, 0, 0)"),
+     "dx (gradient mismatch) for x of shape (2, 8, 3, 4) (4D), G=4, eps=1e-05:\n  first wrong element at index (0, 0, 0, 0)"),
     (lambda dy, x, mean, rstd, G, w: (dy, w), "return a tuple (dx, dweight, dbias)"),
 ]
 
