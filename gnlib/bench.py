@@ -113,12 +113,14 @@ class SavedMemory:
     """What one forward keeps alive for its backward.
 
     ``total`` counts every distinct saved storage (bytes); ``new`` only those that are not the
-    storage of an argument (``x``, weight, bias), i.e. what the forward allocated extra.
+    storage of an argument (``x``, weight, bias), i.e. what the forward allocated extra;
+    ``shapes`` lists the shape of one saved tensor per distinct storage, in saving order.
     """
 
     total: int
     new: int
     count: int
+    shapes: tuple[tuple[int, ...], ...] = ()
 
 
 def saved_memory(fn: NormFn, shape: Sequence[int], groups: int) -> SavedMemory:
@@ -128,9 +130,12 @@ def saved_memory(fn: NormFn, shape: Sequence[int], groups: int) -> SavedMemory:
     """
     x, w, b, _ = fwd_bwd_inputs(shape)
     storages: dict[int, int] = {}
+    shapes: list[tuple[int, ...]] = []
 
     def pack(t: Tensor) -> Tensor:
         st = t.untyped_storage()
+        if st.data_ptr() not in storages:
+            shapes.append(tuple(t.shape))
         storages[st.data_ptr()] = st.nbytes()
         return t
 
@@ -139,7 +144,8 @@ def saved_memory(fn: NormFn, shape: Sequence[int], groups: int) -> SavedMemory:
     del y
     args = {t.untyped_storage().data_ptr() for t in (x, w, b)}
     new = sum(n for ptr, n in storages.items() if ptr not in args)
-    return SavedMemory(total=sum(storages.values()), new=new, count=len(storages))
+    return SavedMemory(total=sum(storages.values()), new=new, count=len(storages),
+                       shapes=tuple(shapes))
 
 
 def _shape_label(shape: Sequence[int]) -> str:

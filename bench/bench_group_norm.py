@@ -1,0 +1,139 @@
+"""Benchmark Group Norm: gnlib's hand-derived backward vs the autograd reference vs torch native.
+
+For each shape and thread count, forward+backward times are measured side by side (repeats
+interleaved, medians) and printed as ratios; saved-for-backward memory is measured exactly.
+Targets (issue 2): gnlib within 2.5x of native, at least 3x faster than the reference, and
+saved memory no more than the input plus the per-group statistics.
+
+    python bench/bench_group_norm.py [--repeats 15] [--threads 1 2] [--compile]
+                                     [--save bench/results_group_norm.txt]
+                                     [--figure figures/group_norm_speed.png]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gnlib import group_norm_reference
+from gnlib.bench import (IMPLEMENTATIONS, fwd_bwd_inputs, format_memory_table,
+                         format_time_table, median_times, num_threads, saved_memory,
+                         time_fwd_bwd)
+from gnlib.plots import plot_fwd_bwd_times, save_figure
+
+SHAPES = [(32, 64, 56, 56), (32, 256, 14, 14), (2, 64, 28, 28), (128, 32, 7, 7)]
+TARGET_NATIVE, TARGET_REFERENCE = 2.5, 3.0
+
+
+def header() -> str:
+    """Date, git commit, machine and versions, for the results file."""
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"# bench_group_norm.py  {now}  git {commit}\n"
+            f"# machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}; "
+            f"python {platform.python_version()}, torch {torch.__version__}\n"
+            f"# load average at start: {os.getloadavg()[0]:.2f} (shared machine: ratios, not ms)")
+
+
+def target_lines(medians: dict, label: str) -> list[str]:
+    lines = []
+    for shape, t in medians.items():
+        nat, ref = t["gnlib"] / t["native"], t["reference"] / t["gnlib"]
+        ok = nat <= TARGET_NATIVE and ref >= TARGET_REFERENCE
+        lines.append(f"  {str(shape):<18} gnlib/native {nat:5.2f}x (target <= {TARGET_NATIVE})"
+                     f"  reference/gnlib {ref:5.2f}x (target >= {TARGET_REFERENCE})"
+                     f"  {'OK' if ok else 'MISSED'}{label}")
+    return lines
+
+
+def compile_section(shapes: list[tuple[int, ...]], groups: int, repeats: int) -> None:
+    """torch.compile of the reference: first-call (compile) time and ratio to native."""
+    compiled = torch.compile(group_norm_reference, dynamic=False)
+    print("\n## torch.compile(group_norm_reference), 1 thread")
+    with num_threads(1):
+        medians = {}
+        for shape in shapes:
+            x, w, b, dy = fwd_bwd_inputs(shape)
+            start = time.perf_counter()
+            torch.autograd.grad(compiled(x, groups, w, b), (x, w, b), dy)
+            first = time.perf_counter() - start
+            fns = {"compiled": compiled, "native": IMPLEMENTATIONS["native"]}
+            medians[shape] = t = median_times(time_fwd_bwd(fns, shape, groups, repeats))
+            print(f"  {str(shape):<18} first call (compile) {first:6.1f} s   compiled "
+                  f"{1e3 * t['compiled']:8.2f} ms   native {1e3 * t['native']:8.2f} ms   "
+                  f"compiled/native {t['compiled'] / t['native']:5.2f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--groups", type=int, default=32)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--save", type=Path, help="also write the output to this file")
+    parser.add_argument("--figure", type=Path, help="bar chart of the 1-thread timings (.png)")
+    args = parser.parse_args(argv)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(Tee(sys.stdout, out)):
+        run(args)
+    if args.save:
+        args.save.write_text(out.getvalue())
+        print(f"saved to {args.save}")
+
+
+def run(args: argparse.Namespace) -> None:
+    print(header())
+    G = args.groups
+    print(f"# G={G}, float32, {args.repeats} interleaved repeats per implementation, medians\n")
+    for n in args.threads:
+        with num_threads(n):
+            medians = {s: median_times(time_fwd_bwd(IMPLEMENTATIONS, s, G, args.repeats))
+                       for s in SHAPES}
+        if args.figure and n == args.threads[0]:
+            save_figure(plot_fwd_bwd_times(medians, groups=G, threads=n), args.figure)
+        print(f"## forward + backward, {n} thread{'s' if n > 1 else ''}")
+        print(format_time_table(medians))
+        print("\n".join(target_lines(medians, f" ({n} thr)")) + "\n")
+    memory = {s: {k: saved_memory(f, s, G) for k, f in IMPLEMENTATIONS.items()} for s in SHAPES}
+    print("## saved for backward")
+    print(format_memory_table(memory, G))
+    for shape, mem in memory.items():
+        stats = 2 * shape[0] * G * 4
+        extra = mem["gnlib"].new
+        print(f"  {str(shape):<18} gnlib allocates {extra} B for backward (stats: {stats} B)"
+              f"  {'OK' if extra <= stats else 'MISSED'};  reference keeps "
+              f"{mem['reference'].total / mem['gnlib'].total:.1f}x gnlib")
+    if args.compile:
+        compile_section(SHAPES, G, max(5, args.repeats // 3))
+
+
+class Tee(io.TextIOBase):
+    """Write to several streams (terminal and the results file)."""
+
+    def __init__(self, *streams: io.TextIOBase) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+            s.flush()
+        return len(text)
+
+
+if __name__ == "__main__":
+    main()
