@@ -1,9 +1,13 @@
 """Every gnlib figure, drawn from data passed in (never by training).
 
 * :mod:`gnlib.plots.style`: colours, labels, saving;
+* :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
 """
 from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
 __all__ = ["NORM_COLORS", "NORM_LABELS", "plot_fwd_bwd_times", "save_figure"]
+from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure  # noqa: E402
+
+__all__ += ["draw_cube", "draw_membership", "group_membership_figure", "sets_figure"]
