@@ -277,7 +277,7 @@ def check_forward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
         got, problem = _call(fn, x, case.groups, weight, bias, case.eps)
         if problem is not None:
             return _report(title, False, problem if problem == NOT_IMPLEMENTED
-                           else f"{problem} {case.describe()}")
+                           else f"{problem}\n  (for {case.describe()})")
         if not torch.equal(x, x_before):
             return _report(title, False, "your function changed x in place; work on new "
                            "tensors (x - mean, not x -= mean)")
@@ -315,7 +315,7 @@ def check_backward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
         got, problem = _call(fn, dy, x, mean, rstd, case.groups, weight)
         if problem is not None:
             return _report(title, False, problem if problem == NOT_IMPLEMENTED
-                           else f"{problem} {case.describe()}")
+                           else f"{problem}\n  (for {case.describe()})")
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             return _report(title, False, "return a tuple (dx, dweight, dbias)")
         per_channel = [0] + list(range(2, x.dim()))
