@@ -62,9 +62,15 @@ def target_lines(medians: dict, label: str) -> list[str]:
 
 
 def compile_section(shapes: list[tuple[int, ...]], groups: int, repeats: int) -> None:
-    """torch.compile of the reference: first-call (compile) time and ratio to native."""
+    """torch.compile of the reference: first-call (compile) time and ratio to native.
+
+    Inductor's on-disk caches are disabled so the first call shows a cold compile.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.force_disable_caches = True
     compiled = torch.compile(group_norm_reference, dynamic=False)
-    print("\n## torch.compile(group_norm_reference), 1 thread")
+    print("\n## torch.compile(group_norm_reference), 1 thread, cold compile (caches disabled)")
     with num_threads(1):
         medians = {}
         for shape in shapes:
