@@ -1,0 +1,386 @@
+"""The notebooks' sliders work in a real browser (issue 5).
+
+For each notebook: open it in JupyterLab in headless Chromium, clear the saved outputs, run
+all cells through the Run menu, wait for the widget, drag the slider's handle with a real
+pointer drag (``.noUi-handle``), wait for the redraw and check that
+
+* the slider's readout changed and the figure's pixels changed (before/after),
+* no cell output holds a Python error or traceback, the log console (where JupyterLab puts
+  what widget callbacks print, errors included) holds no traceback,
+* the browser console logged no severe JavaScript error,
+* the kernel got the caller's ``GNLIB_QUICK``.
+
+Screenshots go to ``test-artifacts/browser/`` (git-ignored). The JupyterLab page is driven
+through its UI (menus, mouse); the app object (``--LabApp.expose_app_in_browser``) is only
+*read* (kernel status, the cells' outputs).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from browser_harness import ARTIFACTS, REPO, copy_notebook, in_ci
+
+RUN_TIMEOUT = 150      # s for "Run All Cells" in quick mode on a loaded 2-core machine
+REDRAW_TIMEOUT = 90    # s from releasing the handle to the new figure
+UI_TIMEOUT = 120       # s for JupyterLab to load and show the notebook
+
+
+@dataclass(frozen=True)
+class SliderCase:
+    id: str
+    notebook: str             # path under the repo
+    label: str                # regex matched against the slider's description
+    required: bool            # missing notebook: fail in CI (else skip) / always skip
+
+
+CASES = [
+    SliderCase("02-G-slider", "notebooks/02_normalization_sets_3d.ipynb", r"^\s*G\b", True),
+    SliderCase("05-batch-size-slider", "notebooks/05_batch_size_plot.ipynb",
+               r"batch|^\s*B\b|^\s*N\b", False),
+]
+
+# Browser console entries at level SEVERE that are not errors of the page.
+BENIGN_CONSOLE = [
+    re.compile(r"favicon\.ico"),
+]
+
+
+# ---- reading the page (JupyterLab app object: read only) -------------------------------
+JS_NOTEBOOK_STATE = """
+const app = window.jupyterapp;
+if (!app) return null;
+// The notebook's panel among the main area's widgets (headless: no focus, no currentWidget).
+let panel = null;
+for (const w of app.shell.widgets('main')) {
+  if (w.context && w.context.path === arguments[0]) { panel = w; }
+}
+if (!panel || !panel.content || !panel.content.model || !panel.sessionContext) return null;
+const kernel = panel.sessionContext.session ? panel.sessionContext.session.kernel : null;
+const cells = [];
+for (const cell of panel.content.model.cells) {
+  if (cell.type !== 'code') continue;
+  cells.push({count: cell.executionCount, outputs: cell.outputs.toJSON()});
+}
+return {path: panel.context.path, ready: panel.context.isReady,
+        kernel: kernel ? kernel.status : null,
+        pending: panel.sessionContext.pendingInput === true,
+        cells: cells};
+"""
+
+JS_FIGURE_PIXELS = """
+// The pixels of every <img> and <canvas> in the slider's cell, as PNG data URLs.
+const cell = arguments[0].closest('.jp-Cell') || document;
+const out = [];
+for (const el of cell.querySelectorAll('.jp-OutputArea img, .jp-OutputArea canvas')) {
+  if (el.tagName === 'CANVAS') { out.push(el.toDataURL('image/png')); continue; }
+  if (!el.complete || !el.naturalWidth) return null;   // still loading
+  const c = document.createElement('canvas');
+  c.width = el.naturalWidth; c.height = el.naturalHeight;
+  c.getContext('2d').drawImage(el, 0, 0);
+  out.push(c.toDataURL('image/png'));
+}
+return out;
+"""
+
+JS_SLIDERS = """
+return Array.from(document.querySelectorAll('.jp-OutputArea .widget-slider')).map(s => {
+  const label = s.querySelector('.widget-label');
+  const readout = s.querySelector('.widget-readout');
+  return [s, label ? label.textContent : '', readout ? readout.textContent.trim() : '',
+          !!s.querySelector('.noUi-handle')];
+});
+"""
+
+
+def wait_for(predicate, timeout, what, interval=0.5):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # stale elements while JupyterLab re-renders
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r:.300})",
+                pytrace=False)
+
+
+def notebook_state(driver, path):
+    return driver.execute_script(JS_NOTEBOOK_STATE, path)
+
+
+def error_outputs(state) -> list[str]:
+    """Python errors and tracebacks in the cells' outputs."""
+    found = []
+    for i, cell in enumerate(state["cells"]):
+        for out in cell["outputs"]:
+            if out.get("output_type") == "error":
+                found.append(f"code cell {i}: {out.get('ename')}: {out.get('evalue')}")
+            elif out.get("output_type") == "stream" and "Traceback (most recent call last)" \
+                    in "".join(out.get("text", "")):
+                found.append(f"code cell {i}: traceback on {out.get('name')}: "
+                             f"{''.join(out.get('text', ''))[-500:]}")
+    return found
+
+
+def severe_console_errors(driver) -> list[str]:
+    entries = driver.get_log("browser")
+    return [e["message"] for e in entries if e.get("level") == "SEVERE"
+            and not any(p.search(e.get("message", "")) for p in BENIGN_CONSOLE)]
+
+
+# ---- driving the page (real UI) --------------------------------------------------------
+def by_xpath(driver, xpath):
+    from selenium.webdriver.common.by import By
+    return [e for e in driver.find_elements(By.XPATH, xpath) if e.is_displayed()]
+
+
+def click_menu(driver, menu: str, item: str) -> None:
+    """Open ``menu`` in JupyterLab's menu bar and click ``item`` (labels as shown)."""
+    from selenium.webdriver.common.keys import Keys
+    top = wait_for(lambda: by_xpath(
+        driver, f"//li[contains(@class,'lm-MenuBar-item')][normalize-space()='{menu}']"),
+        30, f"menu {menu!r}")
+    top[0].click()
+    entry = wait_for(lambda: by_xpath(
+        driver, "//ul[contains(@class,'lm-Menu-content')]/li[contains(@class,'lm-Menu-item')]"
+                f"[.//div[contains(@class,'lm-Menu-itemLabel')][normalize-space()='{item}']]"),
+        30, f"menu entry {menu} > {item}")
+    entry[0].click()
+    if by_xpath(driver, "//ul[contains(@class,'lm-Menu-content')]"):
+        driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+
+
+def accept_kernel_dialog(driver) -> bool:
+    """A notebook without kernelspec asks for a kernel: accept the proposed one."""
+    dialogs = by_xpath(driver, "//div[contains(@class,'jp-Dialog-content')]")
+    if not dialogs:
+        return False
+    text = dialogs[0].text
+    if "Kernel" not in text:
+        pytest.fail(f"unexpected JupyterLab dialog: {text!r}", pytrace=False)
+    buttons = by_xpath(driver, "//div[contains(@class,'jp-Dialog-content')]"
+                               "//button[contains(@class,'jp-mod-accept')]")
+    buttons[0].click()
+    return True
+
+
+def open_notebook(driver, server, rel_path: str):
+    driver.get(server.lab_url(rel_path))
+
+    def ready():
+        accept_kernel_dialog(driver)
+        st = notebook_state(driver, rel_path)
+        return st if st and st["path"] == rel_path and st["ready"] and st["kernel"] == "idle" \
+            else None
+    return wait_for(ready, UI_TIMEOUT, f"JupyterLab to open {rel_path} with an idle kernel",
+                    interval=1)
+
+
+def run_all_cells(driver, path: str) -> dict:
+    """Clear the saved outputs, Run > Run All Cells, wait until every code cell ran."""
+    click_menu(driver, "Edit", "Clear Outputs of All Cells")
+    wait_for(lambda: all(not c["outputs"] and c["count"] is None
+                         for c in notebook_state(driver, path)["cells"]),
+             30, "the saved outputs to be cleared")
+    click_menu(driver, "Run", "Run All Cells")
+
+    def finished():
+        st = notebook_state(driver, path)
+        if error_outputs(st):
+            return st  # Run All stops at an error; report it below
+        done = st["kernel"] == "idle" and all(c["count"] for c in st["cells"])
+        return st if done else None
+    return wait_for(finished, RUN_TIMEOUT, "Run All Cells to finish", interval=1)
+
+
+def find_slider(driver, label_regex: str):
+    """The slider whose description matches ``label_regex`` (the only one if unlabelled)."""
+    pattern = re.compile(label_regex, re.I)
+    sliders = wait_for(lambda: [s for s in driver.execute_script(JS_SLIDERS) if s[3]],
+                       60, "a slider widget to render")
+    matching = [s for s in sliders if pattern.search(s[1])]
+    if not matching and len(sliders) == 1:
+        matching = sliders
+    if not matching:
+        return None, [s[1] for s in sliders]
+    return matching[0], [s[1] for s in sliders]
+
+
+def readout(slider_el) -> str:
+    from selenium.webdriver.common.by import By
+    return slider_el.find_element(By.CSS_SELECTOR, ".widget-readout").text.strip()
+
+
+def drag_handle(driver, slider_el, fraction: float = 0.4) -> None:
+    """Press the ``.noUi-handle``, move it by ``fraction`` of the track (towards the longer
+    side) in small steps, release: what a user's mouse does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    handle = slider_el.find_element(By.CSS_SELECTOR, ".noUi-handle")
+    track = slider_el.find_element(By.CSS_SELECTOR, ".noUi-base")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
+    t, h = track.rect, handle.rect
+    x = h["x"] + h["width"] / 2
+    right = (t["x"] + t["width"]) - x >= x - t["x"]
+    distance = fraction * t["width"] * (1 if right else -1)
+    steps = 6
+    chain = ActionChains(driver, duration=50).move_to_element(handle).click_and_hold()
+    for _ in range(steps):
+        chain.move_by_offset(round(distance / steps), 0).pause(0.05)
+    chain.release().perform()
+
+
+def figure_digest(driver, slider_el):
+    pixels = driver.execute_script(JS_FIGURE_PIXELS, slider_el)
+    if not pixels:
+        return None
+    return hashlib.sha256("\n".join(pixels).encode()).hexdigest()
+
+
+def screenshot(driver, slider_el, name: str) -> list[Path]:
+    """Full window and the widget's cell, both scrolled so that the slider is visible."""
+    from selenium.webdriver.common.by import By
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cell = driver.execute_script("return arguments[0].closest('.jp-Cell');", slider_el)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", cell)
+    time.sleep(0.3)
+    page, widget = ARTIFACTS / f"{name}.png", ARTIFACTS / f"{name}-cell.png"
+    driver.save_screenshot(str(page))
+    outputs = cell.find_element(By.CSS_SELECTOR, ".jp-Cell-outputWrapper")
+    widget.write_bytes(outputs.screenshot_as_png)
+    return [page, widget]
+
+
+def kernel_env(server) -> dict[str, str] | None:
+    pids = server.kernel_pids()
+    if len(pids) != 1:
+        return None
+    try:
+        raw = Path(f"/proc/{pids[0]}/environ").read_bytes()
+    except OSError:
+        return None
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0")
+                if "=" in item)
+
+
+# ---- the test ---------------------------------------------------------------------------
+@pytest.fixture
+def lab(lab_server):
+    """The session's JupyterLab; every kernel it started is shut down after the test."""
+    yield lab_server
+    lab_server.shutdown_kernels()
+    assert not lab_server.kernel_pids(), "a kernel survived its session's deletion"
+
+
+def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -> None:
+    t0 = time.monotonic()
+    open_notebook(driver, server, rel_path)
+    state = run_all_cells(driver, rel_path)
+    errors = error_outputs(state)
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+
+    found, labels = find_slider(driver, label)
+    if found is None:
+        pytest.skip(f"{rel_path} has no slider labelled /{label}/ (sliders: {labels})")
+    slider_el = found[0]
+    assert not by_xpath(driver, "//*[contains(text(),'Error displaying widget')]"), \
+        "a widget failed to render"
+    before_value = readout(slider_el)
+    before = wait_for(lambda: figure_digest(driver, slider_el), 60,
+                      "the widget's figure to render")
+    shots = screenshot(driver, slider_el, f"{name}-before")
+    t_ready = time.monotonic()
+
+    drag_handle(driver, slider_el)
+    after_value = wait_for(lambda: readout(slider_el) != before_value and readout(slider_el),
+                           15, f"the slider's readout to leave {before_value!r} after the drag")
+    after = wait_for(lambda: (d := figure_digest(driver, slider_el)) and d != before and d,
+                     REDRAW_TIMEOUT,
+                     f"the figure to change after moving the slider {before_value} -> "
+                     f"{after_value}")
+    # Let the kernel finish (it may still be busy with the redraw) and the image settle.
+    wait_for(lambda: notebook_state(driver, rel_path)["kernel"] == "idle", REDRAW_TIMEOUT, "idle kernel")
+    settled = wait_for(lambda: figure_digest(driver, slider_el), 30, "the new figure")
+    shots += screenshot(driver, slider_el, f"{name}-after")
+    assert settled != before, "the figure went back to the old one"
+    assert readout(slider_el) == after_value, "the slider's value jumped back"
+
+    errors = error_outputs(notebook_state(driver, rel_path))
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    click_menu(driver, "View", "Show Log Console")
+    log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
+                        30, "the log console")[0].text
+    assert "Traceback" not in log_text, f"a widget callback failed:\n{log_text[-2000:]}"
+    js_errors = severe_console_errors(driver)
+    assert not js_errors, "JavaScript errors in the browser console:\n" + "\n".join(js_errors)
+
+    env = kernel_env(server)
+    assert env is not None, "could not read the kernel's environment"
+    assert env.get("GNLIB_QUICK") == os.environ.get("GNLIB_QUICK"), \
+        "the kernel did not get the caller's GNLIB_QUICK"
+    print(f"{name}: slider {before_value} -> {after_value}; notebook ready in "
+          f"{t_ready - t0:.0f} s, redraw checked in {time.monotonic() - t_ready:.0f} s; "
+          f"screenshots: {', '.join(str(p.relative_to(REPO)) for p in shots)}")
+
+
+DEMO_CELLS = [
+    "import os\n"
+    "import ipywidgets as w\n"
+    "import matplotlib.pyplot as plt\n"
+    "import numpy as np\n"
+    "print('GNLIB_QUICK =', os.environ.get('GNLIB_QUICK'))",
+    "# NBVAL_IGNORE_OUTPUT\n"
+    "slider = w.IntSlider(value=2, min=1, max=8, description='G', continuous_update=False)\n"
+    "out = w.Output()\n"
+    "def draw(change=None):\n"
+    "    with out:\n"
+    "        out.clear_output(wait=True)\n"
+    "        fig, ax = plt.subplots(figsize=(4, 2.5))\n"
+    "        x = np.linspace(0, 2 * np.pi, 200)\n"
+    "        ax.plot(x, np.sin(slider.value * x))\n"
+    "        ax.set_title(f'G = {slider.value}')\n"
+    "        plt.show()\n"
+    "slider.observe(draw, names='value')\n"
+    "draw()\n"
+    "display(w.VBox([slider, out]))",
+]
+
+
+def write_demo_notebook(path: Path) -> None:
+    """A tiny notebook like the course's: an IntSlider redrawing a matplotlib plot."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in DEMO_CELLS]
+    nbformat.write(nb, str(path))
+
+
+def test_demo_slider_redraws_figure(lab, browser):
+    """The harness itself, on a tiny notebook that does not depend on the course's."""
+    write_demo_notebook(lab.root / "notebooks" / "browser_demo.ipynb")
+    check_slider_redraws(browser, lab, "notebooks/browser_demo.ipynb", r"^\s*G\b", "demo")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_slider_redraws_figure(case, lab, browser):
+    src = REPO / case.notebook
+    if not src.is_file():
+        reason = f"{case.notebook} does not exist yet"
+        if case.required and in_ci():
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    copy_notebook(src, lab.root / case.notebook)
+    check_slider_redraws(browser, lab, case.notebook, case.label, case.id)
