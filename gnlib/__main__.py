@@ -1,0 +1,56 @@
+"""The command line: ``python -m gnlib reproduce ...`` and ``python -m gnlib plot ...``.
+
+    python -m gnlib reproduce {batch-size,curves,groups,all} --preset {quick,full} \\
+        --workers 2 --seeds 3 [--force] [--results-dir results]
+    python -m gnlib plot {batch-size,curves,groups,all} [--preset full] \\
+        [--results-dir results] [--figures-dir figures]
+
+``reproduce`` appends to ``results/<experiment>.jsonl`` and skips finished runs; ``plot``
+redraws ``figures/*.png`` and ``*.svg`` from the results files only (no training).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+CHOICES = ("batch-size", "curves", "groups", "all")
+
+
+def _expand(what: str) -> list[str]:
+    return ["batch-size", "groups"] if what == "all" else [what]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gnlib", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    rep = sub.add_parser("reproduce", help="run an experiment grid, appending to results/")
+    rep.add_argument("experiment", choices=CHOICES)
+    rep.add_argument("--preset", choices=("quick", "full"), default="full")
+    rep.add_argument("--workers", type=int, default=2, help="processes (1 thread each); 0 = inline")
+    rep.add_argument("--seeds", type=int, default=3)
+    rep.add_argument("--force", action="store_true", help="rerun finished configs too")
+    rep.add_argument("--results-dir", default=None)
+    plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
+    plo.add_argument("experiment", choices=CHOICES)
+    plo.add_argument("--preset", choices=("quick", "full"), default="full")
+    plo.add_argument("--results-dir", default=None)
+    plo.add_argument("--figures-dir", default=None)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "reproduce":
+        from .experiments import run_grid
+
+        for exp in _expand(args.experiment):
+            run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir)
+    else:
+        from .plots.results import plot_experiment
+
+        exps = ["batch-size", "curves", "groups"] if args.experiment == "all" else [args.experiment]
+        for exp in exps:
+            for p in plot_experiment(exp, args.preset, args.results_dir, args.figures_dir):
+                print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

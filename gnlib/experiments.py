@@ -1,0 +1,304 @@
+"""Presets, grids, parallel workers and the append-only JSONL results files.
+
+* :data:`PRESETS`: ``quick`` (seconds, for notebooks and CI) and ``full`` (the committed
+  results); :func:`grid` expands an experiment into a list of :class:`~gnlib.train.TrainConfig`.
+* Experiments: ``batch-size`` (BN/LN/IN/GN x B = 32..2, the paper's Figure 1), ``curves``
+  (its batch-32 runs, Figure 4; stored in ``batch-size.jsonl``, so they are shared), and
+  ``groups`` (GN at B = 32 with a G sweep and a channels-per-group sweep, Table 3).
+* :func:`run_grid` runs the configs in worker processes (``spawn``, 1 thread each). Each worker
+  appends one JSON line per finished run to ``results/<file>.jsonl`` with
+  :func:`append_record`: an exclusive ``flock`` on the file, one ``write`` of the whole line,
+  ``fsync``. A killed run leaves no line; a finished run is never lost. A run's identity is
+  its preset and config (:func:`identity`); re-running skips identities present in the file
+  (resume), ``force=True`` reruns them (the newest line then wins in :func:`load_results`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterable
+
+from .train import TrainConfig
+
+__all__ = ["EXPERIMENTS", "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
+           "history_frame", "identity", "provenance", "runs_frame", "summary_table",
+           "load_results", "machine_info", "pending", "results_path", "run_grid"]
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+EXPERIMENTS = ("batch-size", "curves", "groups")
+#: ``curves`` re-uses the batch-32 runs of the batch-size grid.
+RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "groups"}
+
+NORMS = ("bn", "ln", "in", "gn")
+BATCH_SIZES = (32, 16, 8, 4, 2)
+
+#: Shared training settings per preset (everything else: TrainConfig defaults).
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {
+        # 6k-image fixed subset x 6 epochs (36k images seen per run), full 10k test set; base lr
+        # 0.2 at B=32 (paper: 0.1 for 100 epochs; a short probe trained faster with 0.2).
+        "train": dict(train_size=6000, test_size=10000, epochs=6, base_lr=0.2),
+        "batch_sizes": BATCH_SIZES,
+        "groups": (64, 32, 16, 8, 4, 2, 1),
+        "channels_per_group": (64, 32, 16, 8, 4, 2, 1),
+        "groups_batch": 32,
+    },
+    "quick": {
+        "train": dict(train_size=1000, test_size=1000, epochs=2),
+        "batch_sizes": (32, 8, 2),
+        "groups": (32, 8, 1),
+        "channels_per_group": (16, 2),
+        "groups_batch": 32,
+    },
+}
+
+
+def grid(experiment: str, preset: str = "full", seeds: int = 3,
+         norms: Iterable[str] = NORMS) -> list[TrainConfig]:
+    """The configs of ``experiment`` under ``preset``, ordered seed-major, the most expensive
+    (smallest batch) first, so that a partial grid has complete seeds."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {EXPERIMENTS}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(PRESETS)}")
+    p = PRESETS[preset]
+    out: list[TrainConfig] = []
+    for seed in range(seeds):
+        if experiment in ("batch-size", "curves"):
+            bss = sorted(p["batch_sizes"]) if experiment == "batch-size" else [32]
+            out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
+                    for b in bss for n in norms]
+        else:
+            b = p["groups_batch"]
+            out += [TrainConfig(norm="gn", groups=g, batch_size=b, seed=seed, **p["train"])
+                    for g in p["groups"]]
+            out += [TrainConfig(norm="gn", channels_per_group=c, batch_size=b, seed=seed,
+                                **p["train"]) for c in p["channels_per_group"]]
+    return out
+
+
+def identity(preset: str, cfg: TrainConfig | dict) -> str:
+    """The canonical identity of a run: its preset and full config, as sorted JSON."""
+    d = cfg.to_dict() if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg).to_dict()
+    return json.dumps({"preset": preset, **d}, sort_keys=True)
+
+
+def results_path(experiment: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """``results/<file>.jsonl`` of ``experiment``."""
+    return Path(results_dir or RESULTS_DIR) / f"{RESULT_FILE[experiment]}.jsonl"
+
+
+def _record_identity(rec: dict) -> str:
+    return identity(rec["preset"], rec["config"])
+
+
+def load_results(path: str | os.PathLike, preset: str | None = None) -> list[dict]:
+    """All records of a JSONL results file (newest line per identity), optionally one preset.
+
+    Lines that do not parse (a write cut by a crash) are skipped with a warning.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    latest: dict[str, dict] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{n}: skipping an incomplete line", stacklevel=2)
+                continue
+            latest[_record_identity(rec)] = rec
+    recs = list(latest.values())
+    return [r for r in recs if preset is None or r["preset"] == preset]
+
+
+def append_record(path: str | os.PathLike, record: dict) -> None:
+    """Append ``record`` as one JSON line: exclusive lock, one write, flush, fsync."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a previous write was cut: never glue onto it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def git_commit() -> str:
+    """Short commit of the working tree (``+dirty`` if gnlib has uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "gnlib"], cwd=root, text=True,
+                               capture_output=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU and library versions recorded with every run."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"machine": f"{platform.platform()}; {cpu}; {os.cpu_count()} cores",
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def pending(configs: list[TrainConfig], preset: str, path: Path, force: bool) -> list[TrainConfig]:
+    """The configs whose identity is not in ``path`` yet (all of them with ``force``)."""
+    if force:
+        return list(configs)
+    done = {_record_identity(r) for r in load_results(path)}
+    return [c for c in configs if identity(preset, c) not in done]
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="GN with groups")
+
+
+def _run_one(cfg_dict: dict, meta: dict, path: str) -> dict:
+    """Worker: train one config and append its record; returns a short summary."""
+    from .train import train
+
+    res = train(cfg_dict)
+    rec = {**meta, **res, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    append_record(path, rec)
+    return {k: res[k] for k in ("val_error", "diverged", "wall_s")}
+
+
+def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int = 2,
+             force: bool = False, results_dir: str | os.PathLike | None = None,
+             configs: list[TrainConfig] | None = None, log=print) -> Path:
+    """Run every pending config of ``experiment`` (or the given ``configs``) and append records.
+
+    ``workers=0`` runs in this process (no pool). Returns the results file's path.
+    """
+    path = results_path(experiment, results_dir)
+    configs = grid(experiment, preset, seeds) if configs is None else configs
+    todo = pending(configs, preset, path, force)
+    log(f"{experiment} ({preset}): {len(configs)} runs, {len(configs) - len(todo)} done, "
+        f"{len(todo)} to run -> {path}")
+    meta = {"experiment": experiment, "preset": preset, "git_commit": git_commit(),
+            "command": "python -m gnlib " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(
+                ("__main__.py", "gnlib")) else " ".join(sys.argv), **machine_info()}
+    t0 = time.perf_counter()
+
+    def report(i: int, c: TrainConfig, s: dict) -> None:
+        err = "diverged" if s["diverged"] else f"val {s['val_error']:.2f}%"
+        log(f"[{i}/{len(todo)}] {c.norm} G={c.groups} cpg={c.channels_per_group} "
+            f"B={c.batch_size} seed={c.seed}: {err} ({s['wall_s']:.0f} s; "
+            f"elapsed {time.perf_counter() - t0:.0f} s)")
+
+    if workers <= 0:
+        _init_worker()
+        for i, c in enumerate(todo, 1):
+            report(i, c, _run_one(c.to_dict(), meta, str(path)))
+        return path
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futs = {pool.submit(_run_one, c.to_dict(), meta, str(path)): c for c in todo}
+        for i, fut in enumerate(as_completed(futs), 1):
+            report(i, futs[fut], fut.result())
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Reading results: tables, provenance and the paper's numbers (for side-by-side tables)
+# --------------------------------------------------------------------------------------
+#: Wu & He (2018), ResNet-50 on ImageNet, val error (%) — the paper's numbers, for reference.
+PAPER = {
+    "batch_size": {"bn": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
+                   "gn": {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1}},
+    "batch32": {"bn": 23.6, "ln": 25.3, "in": 28.4, "gn": 24.1},
+    "groups": {64: 24.6, 32: 24.1, 16: 24.6, 8: 24.4, 4: 24.6, 2: 24.7, 1: 25.3},
+    "channels_per_group": {64: 24.4, 32: 24.5, 16: 24.2, 8: 24.3, 4: 24.8, 2: 25.6, 1: 28.4},
+}
+
+
+def runs_frame(records: list[dict]):
+    """One row per run: config columns plus the final metrics (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        c = r["config"]
+        rows.append({"norm": c["norm"], "groups": c["groups"],
+                     "channels_per_group": c["channels_per_group"],
+                     "batch_size": c["batch_size"], "seed": c["seed"], "epochs": c["epochs"],
+                     "val_error": r["val_error"], "train_error": r["train_error"],
+                     "val_error_train_mode": r.get("val_error_train_mode"),
+                     "diverged": r["diverged"], "wall_s": r["wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def history_frame(records: list[dict]):
+    """Long table of the per-epoch histories: norm, batch_size, seed, epoch, split, error."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        c, h = r["config"], r["history"]
+        for i, ep in enumerate(h["epoch"]):
+            for split in ("train", "val"):
+                err = h[f"{split}_error"][i]
+                if err is not None:
+                    rows.append({"norm": c["norm"], "groups": c["groups"],
+                                 "channels_per_group": c["channels_per_group"],
+                                 "batch_size": c["batch_size"], "seed": c["seed"],
+                                 "epoch": ep, "split": split, "error": err})
+    return pd.DataFrame(rows)
+
+
+def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_size"),
+                  value: str = "val_error"):
+    """Mean, std and number of seeds of ``value`` per group (diverged runs excluded)."""
+    df = runs_frame(records)
+    df = df[~df["diverged"]]
+    return df.groupby(list(by))[value].agg(["mean", "std", "count"]).round(2)
+
+
+def provenance(records: list[dict]) -> str:
+    """Where the results come from: commands, commits, dates, machine, torch, wall time."""
+    if not records:
+        return "no records"
+    def uniq(key: str) -> str:
+        return ", ".join(sorted({str(r.get(key)) for r in records}))
+    dates = sorted(r["date"] for r in records)
+    wall = sum(r["wall_s"] for r in records)
+    return (f"{len(records)} runs; command: {uniq('command')}\n"
+            f"git commit: {uniq('git_commit')}; dates: {dates[0]} .. {dates[-1]}\n"
+            f"machine: {uniq('machine')}; torch {uniq('torch')}\n"
+            f"summed run time {wall / 60:.0f} min (1 thread per run)")

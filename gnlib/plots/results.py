@@ -1,0 +1,176 @@
+"""Figures of the training experiments, drawn from results records (never by training).
+
+* :func:`plot_batch_size`: val error vs batch size per norm, mean +- std over seeds (Figure 1);
+* :func:`plot_bn_train_test`: BN's eval-mode vs train-mode (batch statistics) test error;
+* :func:`plot_curves`: train and val error vs epoch per norm at one batch size (Figure 4);
+* :func:`plot_groups`: error vs G and vs channels per group (Table 3);
+* :func:`plot_experiment`: load ``results/*.jsonl`` and write ``figures/*.png`` and ``.svg``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .style import NORM_COLORS, NORM_LABELS, save_figure
+
+__all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_train_test", "plot_curves",
+           "plot_experiment", "plot_groups"]
+
+FIGURES_DIR = Path(__file__).resolve().parents[2] / "figures"
+ORDER = ("bn", "ln", "in", "gn")
+
+
+def _batch_axis(ax, batch_sizes) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(batch_sizes))
+    ax.set_xticklabels([str(b) for b in sorted(batch_sizes)])
+    ax.invert_xaxis()                       # the paper's orientation: 32 -> 2
+    ax.set_xlabel("batch size (images per batch)")
+
+
+def plot_batch_size(records: list[dict], norms=ORDER, paper: dict | None = None) -> Figure:
+    """Val error (%) vs batch size, one line per norm, error bars = std over seeds.
+
+    ``paper``: optionally ``{norm: {batch: error}}`` drawn dashed on a second panel.
+    """
+    from ..experiments import runs_frame
+
+    df = runs_frame(records)
+    df = df[~df["diverged"] & df["norm"].isin(norms)]
+    ncols = 2 if paper else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
+    ax = axes[0, 0]
+    for norm in [n for n in norms if n in set(df["norm"])]:
+        s = df[df["norm"] == norm].groupby("batch_size")["val_error"].agg(["mean", "std", "count"])
+        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3,
+                    color=NORM_COLORS[norm], label=f"{NORM_LABELS[norm]}")
+    _batch_axis(ax, df["batch_size"].unique())
+    ax.set_ylabel("test error (%)")
+    n_seeds = int(df.groupby(["norm", "batch_size"]).size().max()) if len(df) else 0
+    ax.set_title(f"Fashion-MNIST (ours): mean ± std over up to {n_seeds} seeds")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if paper:
+        ax2 = axes[0, 1]
+        for norm, vals in paper.items():
+            bs = sorted(vals)
+            ax2.plot(bs, [vals[b] for b in bs], "o--", color=NORM_COLORS[norm],
+                     label=NORM_LABELS[norm])
+        _batch_axis(ax2, list(next(iter(paper.values()))))
+        ax2.set_ylabel("ImageNet val error (%)")
+        ax2.set_title("paper (Wu & He 2018, ResNet-50), for reference")
+        ax2.legend()
+        ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bn_train_test(records: list[dict]) -> Figure:
+    """BN test error with running statistics (eval mode) vs with the statistics of each test
+    batch of the training batch size (train mode), per batch size; mean ± std over seeds."""
+    from ..experiments import runs_frame
+
+    df = runs_frame(records)
+    df = df[(df["norm"] == "bn") & ~df["diverged"]]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for col, label, style in (("val_error", "eval mode (running statistics)", "o-"),
+                              ("val_error_train_mode", "train mode (batch statistics of B test images)", "s--")):
+        s = df.groupby("batch_size")[col].agg(["mean", "std"])
+        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), fmt=style, capsize=3,
+                    color=NORM_COLORS["bn"], alpha=1.0 if col == "val_error" else 0.6, label=label)
+    _batch_axis(ax, df["batch_size"].unique())
+    ax.set_ylabel("test error (%)")
+    ax.set_title("Batch Norm: test error by how statistics are computed")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER) -> Figure:
+    """Train and val error (%) vs epoch at ``batch_size``, one line per norm, band = ± std
+    over seeds (seaborn)."""
+    from ..experiments import history_frame
+
+    df = history_frame(records)
+    df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    hue_order = [n for n in norms if n in set(df["norm"])]
+    for ax, split in zip(axes, ("train", "val")):
+        d = df[df["split"] == split].assign(norm=lambda t: t["norm"].map(NORM_LABELS))
+        sns.lineplot(data=d, x="epoch", y="error", hue="norm", errorbar="sd", ax=ax,
+                     hue_order=[NORM_LABELS[n] for n in hue_order],
+                     palette={NORM_LABELS[n]: NORM_COLORS[n] for n in hue_order}, marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{split} error (%)")
+        ax.set_title(f"{split} error, batch size {batch_size}")
+        ax.grid(alpha=0.3)
+        ax.legend(title=None)
+    fig.tight_layout()
+    return fig
+
+
+def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
+    """GN val error vs number of groups G (left) and vs channels per group (right), mean ± std
+    over seeds; the paper's Table 3 dashed on a twin axis if ``paper`` is given."""
+    from ..experiments import runs_frame
+
+    df = runs_frame(records)
+    df = df[(df["norm"] == "gn") & ~df["diverged"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (("groups", df[df["channels_per_group"].isna()], "number of groups G"),
+              ("channels_per_group", df[df["channels_per_group"].notna()],
+               "channels per group C/G"))
+    for ax, (col, d, xlabel) in zip(axes, panels):
+        s = d.groupby(col)["val_error"].agg(["mean", "std"])
+        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), fmt="o-", capsize=3,
+                    color=NORM_COLORS["gn"], label="GN, Fashion-MNIST (ours)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(s.index))
+        ax.set_xticklabels([str(int(v)) for v in s.index])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test error (%)")
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if paper and col in paper:
+            tw = ax.twinx()
+            ks = sorted(paper[col])
+            line, = tw.plot(ks, [paper[col][k] for k in ks], "k--", alpha=0.5,
+                            label="paper, ImageNet (right axis)")
+            tw.set_ylabel("paper: ImageNet val error (%)")
+            handles.append(line)
+            labels.append(line.get_label())
+        ax.legend(handles, labels, fontsize=8)
+        ax.set_title(f"GN vs {xlabel} (batch 32)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_experiment(experiment: str, preset: str = "full",
+                    results_dir: str | os.PathLike | None = None,
+                    figures_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Redraw the figures of ``experiment`` from its results file; returns written paths."""
+    from ..experiments import PAPER, load_results, results_path
+
+    recs = load_results(results_path(experiment, results_dir), preset)
+    if not recs:
+        raise FileNotFoundError(f"no {preset!r} records for {experiment!r} in "
+                                f"{results_path(experiment, results_dir)}; run "
+                                f"`python -m gnlib reproduce {experiment} --preset {preset}`")
+    out = Path(figures_dir or FIGURES_DIR)
+    written: list[Path] = []
+    if experiment == "batch-size":
+        figs = {"batch_size": plot_batch_size(recs, paper=PAPER["batch_size"]),
+                "bn_train_test": plot_bn_train_test(recs)}
+    elif experiment == "curves":
+        figs = {"curves_batch32": plot_curves(recs, 32)}
+    else:
+        figs = {"groups": plot_groups(recs, paper=PAPER)}
+    for name, fig in figs.items():
+        written += save_figure(fig, out / name, formats=("png", "svg"))
+        plt.close(fig)
+    return written

@@ -1,0 +1,99 @@
+"""gnlib.experiments: grids, identities, atomic append, resume after kill -9."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch as _torch
+
+_torch.set_num_threads(1)
+
+from gnlib.experiments import (append_record, grid, identity, load_results, pending,
+                               run_grid)
+from gnlib.train import TrainConfig
+
+TINY = dict(dataset="synthetic", train_size=64, test_size=32, epochs=1, widths=(8, 16),
+            blocks=(1, 1), groups=4, eval_batch=32)
+
+
+def test_grids():
+    full = grid("batch-size", "full", seeds=3)
+    assert len(full) == 60
+    assert {(c.norm, c.batch_size) for c in full} == {
+        (n, b) for n in ("bn", "ln", "in", "gn") for b in (32, 16, 8, 4, 2)}
+    assert [c.seed for c in full[:20]] == [0] * 20          # seed-major: partial grids are whole seeds
+    assert full[0].batch_size == 2                            # most expensive first
+    curves = grid("curves", "full", seeds=3)
+    assert {c.batch_size for c in curves} == {32} and len(curves) == 12
+    assert all(c in full for c in curves)                     # shared with the batch-size grid
+    groups = grid("groups", "quick", seeds=1)
+    assert all(c.norm == "gn" for c in groups)
+    with pytest.raises(ValueError, match="experiment"):
+        grid("nope")
+
+
+def test_identity_ignores_measurements():
+    cfg = TrainConfig(norm="bn")
+    assert identity("full", cfg) == identity("full", cfg.to_dict())
+    assert identity("full", cfg) != identity("quick", cfg)
+    assert identity("full", cfg) != identity("full", TrainConfig(norm="gn"))
+
+
+def test_append_and_load(tmp_path):
+    path = tmp_path / "r.jsonl"
+    cfgs = [TrainConfig(norm=n, **TINY) for n in ("bn", "gn")]
+    for c in cfgs:
+        append_record(path, {"preset": "t", "config": c.to_dict(), "val_error": 1.0})
+    with open(path, "ab") as f:                 # a write cut by a crash
+        f.write(b'{"preset": "t", "conf')
+    with pytest.warns(UserWarning, match="incomplete"):
+        assert len(load_results(path)) == 2
+    append_record(path, {"preset": "t", "config": cfgs[0].to_dict(), "val_error": 2.0})
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["val_error"] == 2.0          # not glued to the cut line
+    with pytest.warns(UserWarning):
+        recs = load_results(path)
+    assert len(recs) == 2 and sorted(r["val_error"] for r in recs) == [1.0, 2.0]
+    with pytest.warns(UserWarning):
+        assert pending(cfgs, "t", path, force=False) == []
+        assert pending(cfgs, "t", path, force=True) == cfgs
+
+
+RUNNER = """
+import sys
+from gnlib.experiments import run_grid
+from gnlib.train import TrainConfig
+cfgs = [TrainConfig(norm=n, batch_size=b, seed=0, **{tiny}) for b in (4, 8) for n in ("bn", "gn", "ln")]
+run_grid("batch-size", "t", configs=cfgs, workers={workers}, results_dir=sys.argv[1], log=lambda m: None)
+"""
+
+
+def test_kill_and_resume(tmp_path):
+    """kill -9 the whole grid (parent and workers) mid-run, then resume: no lost or
+    duplicate lines, every config exactly once."""
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER.format(tiny=repr(TINY), workers=0))
+    path = tmp_path / "batch-size.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 1):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = path.read_text().count("\n")
+    assert 1 <= n_before < 6
+    cfgs = [TrainConfig(norm=n, batch_size=b, seed=0, **TINY) for b in (4, 8)
+            for n in ("bn", "gn", "ln")]
+    assert len(pending(cfgs, "t", path, force=False)) == 6 - n_before
+    run_grid("batch-size", "t", configs=cfgs, workers=0, results_dir=tmp_path, log=lambda m: None)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 6
+    ids = [identity("t", json.loads(line)["config"]) for line in lines]
+    assert sorted(ids) == sorted(identity("t", c) for c in cfgs)
+    rec = json.loads(lines[0])
+    for key in ("git_commit", "machine", "torch", "date", "wall_s", "history", "command"):
+        assert key in rec
