@@ -44,8 +44,8 @@ def _snap_groups(groups: int, C: int) -> int:
 class SetsExplorer:
     """State and redraw of the S_i explorer (no ipywidgets needed).
 
-    State keys: ``kind, N, C, G, i_N, i_C, i_HW, unbiased``. ``HW`` is fixed; the random
-    feature map (seeded) has the largest shape, and the current ``(N, C)`` is its corner.
+    State keys: ``kind, N, C, G, i_N, i_C, i_HW, unbiased``. ``HW`` is fixed; the numbers
+    come from :func:`~gnlib.plots.cubes.example_feature_map` (seeded) of the current shape.
     """
 
     def __init__(
@@ -65,8 +65,7 @@ class SetsExplorer:
     ) -> None:
         if HW < 2:
             raise ValueError(f"HW must be at least 2 (unbiased std needs |S_i| >= 2), got {HW}")
-        self.HW, self.max_N, self.max_C, self.dpi = HW, max_N, max_C, dpi
-        self.x_full = example_feature_map(max_N, max_C, HW, seed)
+        self.HW, self.max_N, self.max_C, self.dpi, self.seed = HW, max_N, max_C, dpi, seed
         self.fig = Figure(figsize=figsize, dpi=dpi)
         # One Agg canvas (hence one renderer) for all redraws: its text and mathtext caches
         # stay warm. A bare Figure would get a fresh canvas, and renderer, on every savefig.
@@ -88,6 +87,11 @@ class SetsExplorer:
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.state["N"], self.state["C"], self.HW
+
+    @property
+    def x(self) -> Any:
+        """The seeded feature map of the current shape (``example_feature_map``)."""
+        return example_feature_map(*self.shape, seed=self.seed)
 
     @property
     def index(self) -> tuple[int, int, int]:
@@ -140,15 +144,14 @@ class SetsExplorer:
                        "outlined: $S_i$ of the pixel ★", fontsize=9)
         self.fig.legend(handles=cube_legend_handles([s["kind"]]), loc="lower center",
                         ncol=3, fontsize=8, frameon=False)
-        x = self.x_full[:N, :C]
-        self.stats = statistics_check(x, s["kind"], self.index, self.groups, s["unbiased"])
+        self.stats = statistics_check(self.x, s["kind"], self.index, self.groups, s["unbiased"])
         self.redraws += 1
 
     def _reused_axes(self) -> tuple[Any, Any]:
         """The two axes, created once and emptied on every redraw."""
         if self.axes is None:
             grid = GridSpec(1, 2, figure=self.fig, width_ratios=(1.35, 1.0),
-                            left=-0.04, right=0.98, top=0.86, bottom=0.14, wspace=0.1)
+                            left=-0.04, right=0.98, top=0.86, bottom=0.17, wspace=0.1)
             self.axes = (self.fig.add_subplot(grid[0], projection="3d"),
                          self.fig.add_subplot(grid[1]))
         else:
@@ -191,8 +194,8 @@ def explorer_controls(explorer: SetsExplorer) -> tuple[Any, dict[str, Any]]:
     import ipywidgets as w
 
     s = explorer.state
-    slider = dict(continuous_update=False, style={"description_width": "initial"},
-                  layout=w.Layout(width="260px"))
+    slider = dict(continuous_update=False, style={"description_width": "90px"},
+                  layout=w.Layout(width="300px"))
     c = {
         "kind": w.ToggleButtons(options=KIND_OPTIONS, value=s["kind"], description="norm"),
         "N": w.IntSlider(value=s["N"], min=1, max=explorer.max_N, description="N (batch)",

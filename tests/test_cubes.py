@@ -147,3 +147,6 @@ def test_example_feature_map_is_seeded_and_differs_between_norms() -> None:
     means = {k: statistics_check(a, k, (1, 2, 3), 2 if k == "gn" else None).mean_mask
              for k in SET_KINDS}
     assert len({round(m, 6) for m in means.values()}) == 4
+    big = example_feature_map(8, 16, 6, seed=0)
+    assert torch.equal(big[:4, :8], a), "a smaller map is a corner of the largest one"
+    assert not torch.equal(example_feature_map(4, 8, 6, seed=1), a)

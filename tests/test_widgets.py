@@ -9,7 +9,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from gnlib.norms import valid_groups  # noqa: E402
-from gnlib.plots.cubes import PIXEL, statistics_check, voxel_labels  # noqa: E402
+from gnlib.plots.cubes import (  # noqa: E402
+    PIXEL,
+    example_feature_map,
+    statistics_check,
+    voxel_labels,
+)
 from gnlib.widgets import SetsExplorer, sets_explorer  # noqa: E402
 
 
@@ -73,7 +78,7 @@ def test_numbers_are_gnlibs(explorer: SetsExplorer) -> None:
     for values in ({"kind": "gn", "G": 4}, {"kind": "ln"}, {"unbiased": True}, {"kind": "bn"}):
         explorer.update(**values)
         s = explorer.state
-        x = explorer.x_full[:s["N"], :s["C"]]
+        x = example_feature_map(s["N"], s["C"], explorer.HW, seed=0)
         expected = statistics_check(x, s["kind"], explorer.index, explorer.groups,
                                     s["unbiased"])
         assert explorer.stats == expected
@@ -111,3 +116,14 @@ def test_widget_controls_drive_the_explorer(box) -> None:
     c["unbiased"].value = True
     assert "unbiased" in box.children[3].value
     assert f"{ex.stats.std_mask:.4f}" in box.children[3].value
+
+
+def test_gn_numbers_do_not_depend_on_the_batch_but_bn_numbers_do(explorer: SetsExplorer) -> None:
+    explorer.update(kind="gn", N=2)
+    gn_small = explorer.stats
+    explorer.update(N=8)
+    assert explorer.stats.mean_mask == gn_small.mean_mask  # same sample, more batch mates
+    explorer.update(kind="bn", N=2)
+    bn_small = explorer.stats.mean_mask
+    explorer.update(N=8)
+    assert explorer.stats.mean_mask != bn_small

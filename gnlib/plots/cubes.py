@@ -162,6 +162,14 @@ def clear_artists(ax: Axes) -> None:
         artist.remove()
 
 
+def _box_aspect(shape: Sequence[int]) -> tuple[float, float, float]:
+    """Cubic voxels where possible; no side thinner than a third of the longest, and a
+    height of at most 0.6 of the base, so tall cubes stay inside a wide panel."""
+    N, C, HW = (float(s) for s in shape)
+    base = max(N, C)
+    return max(N, base / 3), max(C, base / 3), max(min(HW, 0.6 * base), base / 3)
+
+
 def draw_cube(
     ax: Axes3D,
     kind: str,
@@ -196,8 +204,7 @@ def draw_cube(
     ax.set_xlim(0, shape[0])
     ax.set_ylim(0, shape[1])
     ax.set_zlim(0, shape[2])
-    dims = np.array(shape, dtype=float)
-    ax.set_box_aspect(np.maximum(dims, dims.max() / 3), zoom=zoom)
+    ax.set_box_aspect(_box_aspect(shape), zoom=zoom)
     ax.view_init(*view)
     ax.grid(False)  # the unit grid above marks the voxels; tick grid lines would not
     _set_ticks(ax, shape)
@@ -329,13 +336,19 @@ def group_membership_figure(
 # --------------------------------------------------------------------------------------
 def example_feature_map(N: int, C: int, HW: int, seed: int = 0) -> Tensor:
     """A fixed random feature map ``(N, C, HW)`` whose channels and samples have different
-    offsets and scales, so the four norms give visibly different statistics."""
+    offsets and scales, so the four norms give visibly different statistics.
+
+    For ``N <= 8`` and ``C <= 16`` it is a corner of one fixed ``(8, 16, HW)`` map: the value
+    at ``(n, c, p)`` does not depend on ``N`` or ``C``, so a larger batch only *adds* samples
+    (what BN sees changes, GN's statistics of sample ``n`` do not).
+    """
+    n_all, c_all = max(N, 8), max(C, 16)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(N, C, HW, generator=gen, dtype=torch.float64)
-    scale = 0.5 + torch.rand(1, C, 1, generator=gen, dtype=torch.float64)
-    offset = torch.linspace(-1.0, 1.0, C, dtype=torch.float64).view(1, C, 1)
-    sample = 0.5 * torch.randn(N, 1, 1, generator=gen, dtype=torch.float64)
-    return x * scale + offset + sample
+    x = torch.randn(n_all, c_all, HW, generator=gen, dtype=torch.float64)
+    scale = 0.5 + torch.rand(1, c_all, 1, generator=gen, dtype=torch.float64)
+    offset = torch.linspace(-1.0, 1.0, c_all, dtype=torch.float64).view(1, c_all, 1)
+    sample = 0.5 * torch.randn(n_all, 1, 1, generator=gen, dtype=torch.float64)
+    return (x * scale + offset + sample)[:N, :C].contiguous()
 
 
 @dataclass(frozen=True)
