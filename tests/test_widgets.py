@@ -1,4 +1,4 @@
-"""gnlib.widgets: the explorer reacts to its controls, offers only valid G, shows gnlib's numbers."""
+"""gnlib.widgets: the explorer follows its controls, offers only valid G, shows gnlib's numbers."""
 from __future__ import annotations
 
 import matplotlib

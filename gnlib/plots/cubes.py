@@ -40,14 +40,14 @@ __all__ = [
     "PIXEL",
     "PIXEL_COLOR",
     "StatisticsCheck",
+    "clear_artists",
+    "cube_boxes",
     "cube_facecolors",
     "cube_legend_handles",
     "cube_palette",
+    "cube_title",
     "draw_cube",
     "draw_membership",
-    "clear_artists",
-    "cube_boxes",
-    "cube_title",
     "example_feature_map",
     "group_membership_figure",
     "paint_boxes",
@@ -86,7 +86,9 @@ def cube_palette(kind: str) -> np.ndarray:
 
 
 def cube_facecolors(labels: np.ndarray, kind: str) -> np.ndarray:
-    """Face colours ``labels.shape + (4,)`` for ``Axes3D.voxels`` (a palette lookup)."""
+    """Face colour of every voxel, ``labels.shape + (4,)`` (a palette lookup): what a
+    per-voxel ``Axes3D.voxels`` call takes; :func:`draw_cube` paints the same colours box
+    by box (:func:`cube_boxes`)."""
     return cube_palette(kind)[labels]
 
 
