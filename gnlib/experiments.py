@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterable
@@ -230,8 +231,12 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                              initializer=_init_worker) as pool:
         futs = {pool.submit(_run_one, c.to_dict(), meta, str(path)): c for c in todo}
-        for i, fut in enumerate(as_completed(futs), 1):
-            report(i, futs[fut], fut.result())
+        try:
+            for i, fut in enumerate(as_completed(futs), 1):
+                report(i, futs[fut], fut.result())
+        except BrokenProcessPool as err:
+            raise RuntimeError(f"a worker process died ({err}); every finished run is saved in "
+                               f"{path}: run the same command again to resume") from err
     return path
 
 

@@ -67,8 +67,10 @@ RUNNER = """
 import sys
 from gnlib.experiments import run_grid
 from gnlib.train import TrainConfig
-cfgs = [TrainConfig(norm=n, batch_size=b, seed=0, **{tiny}) for b in (4, 8) for n in ("bn", "gn", "ln")]
-run_grid("batch-size", "t", configs=cfgs, workers={workers}, results_dir=sys.argv[1], log=lambda m: None)
+if __name__ == "__main__":
+    cfgs = [TrainConfig(norm=n, batch_size=b, seed=0, **{tiny}) for b in (4, 8) for n in ("bn", "gn", "ln")]
+    run_grid("batch-size", "t", configs=cfgs, workers={workers}, results_dir=sys.argv[1],
+             log=lambda m: None)
 """
 
 
@@ -97,3 +99,40 @@ def test_kill_and_resume(tmp_path):
     rec = json.loads(lines[0])
     for key in ("git_commit", "machine", "torch", "date", "wall_s", "history", "command"):
         assert key in rec
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(os.environ.get("GNLIB_SLOW_TESTS") != "1",
+                    reason="spawns a process pool (5-25 s); set GNLIB_SLOW_TESTS=1")
+def test_kill_one_pool_worker_then_resume(tmp_path):
+    """kill -9 one worker of the process pool: the parent stops with a clear error, the
+    finished lines stay intact, and a rerun completes the grid without duplicates."""
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER.format(tiny=repr({**TINY, "epochs": 3}), workers=2))
+    path = tmp_path / "batch-size.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 1):
+        time.sleep(0.02)
+    workers = [p for p in _children(proc.pid)
+               if "multiprocessing" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+               and "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+    assert workers, "no pool worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    n_before = path.read_text().count("\n")
+    if proc.returncode != 0:                      # usual case: the grid was cut short
+        assert "resume" in err
+    cfgs = [TrainConfig(norm=n, batch_size=b, seed=0, **{**TINY, "epochs": 3}) for b in (4, 8)
+            for n in ("bn", "gn", "ln")]
+    assert len(pending(cfgs, "t", path, force=False)) == 6 - n_before
+    run_grid("batch-size", "t", configs=cfgs, workers=0, results_dir=tmp_path, log=lambda m: None)
+    ids = [identity("t", json.loads(line)["config"]) for line in path.read_text().splitlines()]
+    assert sorted(ids) == sorted(identity("t", c) for c in cfgs)
