@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "groups_batch": 32,
     },
     "quick": {
-        "train": dict(train_size=1000, test_size=1000, epochs=2),
+        "train": dict(train_size=1000, test_size=1000, epochs=2, base_lr=0.2),
         "batch_sizes": (32, 8, 2),
         "groups": (32, 8, 1),
         "channels_per_group": (16, 2),

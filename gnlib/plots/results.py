@@ -100,14 +100,19 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER) -> Figur
     df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
     hue_order = [n for n in norms if n in set(df["norm"])]
+    from matplotlib.ticker import MaxNLocator
+
+    names = {"train": "training error (training batches, train mode)",
+             "val": "test error (eval mode)"}
     for ax, split in zip(axes, ("train", "val")):
         d = df[df["split"] == split].assign(norm=lambda t: t["norm"].map(NORM_LABELS))
         sns.lineplot(data=d, x="epoch", y="error", hue="norm", errorbar="sd", ax=ax,
                      hue_order=[NORM_LABELS[n] for n in hue_order],
                      palette={NORM_LABELS[n]: NORM_COLORS[n] for n in hue_order}, marker="o")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{split} error (%)")
-        ax.set_title(f"{split} error, batch size {batch_size}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{'training' if split == 'train' else 'test'} error (%)")
+        ax.set_title(f"{names[split]}, batch size {batch_size}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(title=None)
     fig.tight_layout()
