@@ -38,9 +38,9 @@ def group_norm_forward(
     """Exercise 1: Group Norm of ``x`` of shape ``(N, C, *)``, biased variance."""
     N, C = x.shape[:2]
     xg = x.reshape(N, num_groups, -1)                       # one row per set S_i
-    mean = xg.mean(dim=-1, keepdim=True)                    # Eq. (1)
-    var = ((xg - mean) ** 2).mean(dim=-1, keepdim=True)     # Eq. (2), divides by m
-    x_hat = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    mean = xg.mean(dim=-1, keepdim=True)                    # Eq. (2), mu
+    var = ((xg - mean) ** 2).mean(dim=-1, keepdim=True)     # Eq. (2), sigma^2: 1/m
+    x_hat = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)  # Eq. (1)
     shape = (1, C) + (1,) * (x.dim() - 2)                   # one gamma, beta per channel
     if weight is not None:
         x_hat = x_hat * weight.reshape(shape)               # Eq. (3)
