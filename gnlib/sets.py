@@ -6,9 +6,9 @@ For a feature map of shape ``(N, C, H, W)`` and a pixel ``i = (i_N, i_C, i_H, i_
 ==========  =====================================================================
 kind        :math:`S_i`
 ==========  =====================================================================
-``bn``      :math:`\{k \mid k_C = i_C\}`                                       (Eq. 4)
-``ln``      :math:`\{k \mid k_N = i_N\}`                                       (Eq. 5)
-``in``      :math:`\{k \mid k_N = i_N,\ k_C = i_C\}`                           (Eq. 6)
+``bn``      :math:`\{k \mid k_C = i_C\}`                                       (Eq. 3)
+``ln``      :math:`\{k \mid k_N = i_N\}`                                       (Eq. 4)
+``in``      :math:`\{k \mid k_N = i_N,\ k_C = i_C\}`                           (Eq. 5)
 ``gn``      :math:`\{k \mid k_N = i_N,\ \lfloor k_C/(C/G)\rfloor = \lfloor i_C/(C/G)\rfloor\}`  (Eq. 7)
 ==========  =====================================================================
 
@@ -17,15 +17,21 @@ that the tests compare with the fast layers.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .norms import check_groups
+from .norms import check_groups, group_norm
 
 __all__ = [
     "SET_DEFINITIONS",
+    "StatisticsCheck",
+    "example_feature_map",
+    "statistics_check",
     "SET_KINDS",
     "batch_dependence",
     "normalization_set",
@@ -68,6 +74,9 @@ def normalization_set(
 ) -> Tensor:
     """Boolean mask of :math:`S_i` for pixel ``index`` in a tensor of ``shape``.
 
+    ``groups`` is G for ``kind="gn"`` and ignored by the other kinds (as in every function
+    here), so a loop over kinds can pass it unconditionally.
+
     ``shape`` is ``(N, C, *)`` (e.g. ``(N, C, H, W)``), ``index`` has one entry per dim.
     The mask has ``shape`` and is True exactly for the ``k`` in :math:`S_i`.
     """
@@ -82,11 +91,11 @@ def normalization_set(
     i_N, i_C = index[:2]
     same_n = k_N == i_N
     if kind == "bn":
-        mask = k_C == i_C                                        # Eq. (4)
+        mask = k_C == i_C                                        # Eq. (3)
     elif kind == "ln":
-        mask = same_n                                            # Eq. (5)
+        mask = same_n                                            # Eq. (4)
     elif kind == "in":
-        mask = same_n & (k_C == i_C)                             # Eq. (6)
+        mask = same_n & (k_C == i_C)                             # Eq. (5)
     else:
         per_group = C // groups                                  # C/G channels per group
         mask = same_n & (k_C // per_group == i_C // per_group)   # Eq. (7)
@@ -152,9 +161,9 @@ def normalize_with_sets(
         mask = normalization_set(kind, x.shape, idx, groups)
         values = x[mask]
         m = values.numel()
-        mu = values.sum() / m                                    # Eq. (1)
-        var = ((values - mu) ** 2).sum() / (m - 1 if unbiased else m)  # Eq. (2)
-        out[idx] = (x[idx] - mu) / torch.sqrt(var + eps)
+        mu = values.sum() / m                                    # Eq. (2), mean
+        var = ((values - mu) ** 2).sum() / (m - 1 if unbiased else m)  # Eq. (2), variance
+        out[idx] = (x[idx] - mu) / torch.sqrt(var + eps)        # Eq. (1)
     return out
 
 
@@ -180,3 +189,96 @@ def batch_dependence(
             outs.append(layer(torch.cat([x0, mates]))[0])
     stacked = torch.stack(outs)
     return float((stacked - stacked.mean(0)).abs().mean())
+
+
+# --------------------------------------------------------------------------------------
+# The numbers shown under the cubes of notebook 02: S_i statistics computed three ways
+# --------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+def example_feature_map(N: int, C: int, HW: int, seed: int = 0) -> Tensor:
+    """A fixed random feature map ``(N, C, HW)`` whose channels and samples have different
+    offsets and scales, so the four norms give visibly different statistics.
+
+    For ``N <= 8`` and ``C <= 16`` it is a corner of one fixed ``(8, 16, HW)`` map: the value
+    at ``(n, c, p)`` does not depend on ``N`` or ``C``, so a larger batch only *adds* samples
+    (what BN sees changes, GN's statistics of sample ``n`` do not).
+    """
+    n_all, c_all = max(N, 8), max(C, 16)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_all, c_all, HW, generator=gen, dtype=torch.float64)
+    scale = 0.5 + torch.rand(1, c_all, 1, generator=gen, dtype=torch.float64)
+    offset = torch.linspace(-1.0, 1.0, c_all, dtype=torch.float64).view(1, c_all, 1)
+    sample = 0.5 * torch.randn(n_all, 1, 1, generator=gen, dtype=torch.float64)
+    return (x * scale + offset + sample)[:N, :C].contiguous()
+
+
+@dataclass(frozen=True)
+class StatisticsCheck:
+    """:math:`|S_i|`, :math:`\\mu_i`, :math:`\\sigma_i` and :math:`\\hat x_i` three ways."""
+
+    size: int            # |S_i| counted from the mask
+    size_formula: int    # gnlib.sets.set_size
+    mean_mask: float     # mean over x[mask]
+    std_mask: float
+    mean_torch: float    # torch reduction over the norm's dims
+    std_torch: float
+    xhat_mask: float     # (x_i - mu_i) / sqrt(sigma_i^2 + eps) from the mask statistics
+    xhat_gnlib: float    # gnlib.group_norm (BN: on the transposed tensor)
+    xhat_torch: float | None  # torch.nn.functional.*_norm (biased only, else None)
+
+
+def _torch_values(x: Tensor, kind: str, index: Sequence[int], groups: int | None) -> Tensor:
+    """The values of :math:`S_i` gathered with reshapes (no mask)."""
+    N, C = x.shape[:2]
+    i_n, i_c = index[:2]
+    if kind == "bn":
+        return x.transpose(0, 1).reshape(C, -1)[i_c]
+    if kind == "ln":
+        return x.reshape(N, -1)[i_n]
+    if kind == "in":
+        return x[i_n, i_c].reshape(-1)
+    return x.reshape(N, groups, -1)[i_n, i_c // (C // groups)]
+
+
+def _normalized(x: Tensor, kind: str, groups: int | None, eps: float, unbiased: bool) -> Tensor:
+    """:math:`\\hat x` from gnlib.group_norm: LN is G=1, IN is G=C, BN is LN of x^T."""
+    C = x.shape[1]
+    if kind == "bn":
+        return group_norm(x.transpose(0, 1).contiguous(), 1, eps=eps,
+                          unbiased=unbiased).transpose(0, 1)
+    g = {"ln": 1, "in": C, "gn": groups}[kind]
+    return group_norm(x, g, eps=eps, unbiased=unbiased)
+
+
+def _normalized_torch(x: Tensor, kind: str, groups: int | None, eps: float) -> Tensor:
+    if kind == "bn":
+        return F.batch_norm(x, None, None, training=True, eps=eps)
+    if kind == "ln":
+        return F.layer_norm(x, x.shape[1:], eps=eps)
+    if kind == "in":
+        return F.instance_norm(x, eps=eps)
+    return F.group_norm(x, groups, eps=eps)
+
+
+def statistics_check(
+    x: Tensor,
+    kind: str,
+    index: Sequence[int],
+    groups: int | None = None,
+    unbiased: bool = False,
+    eps: float = 1e-5,
+) -> StatisticsCheck:
+    """Statistics of :math:`S_i` from the mask, from torch reductions, and :math:`\\hat x_i`
+    from the mask, from gnlib.group_norm and from torch's layers (which are biased only)."""
+    index = tuple(int(i) for i in index)
+    mean, std, m = set_statistics(x, kind, index, groups, unbiased=unbiased)
+    std_t, mean_t = torch.std_mean(_torch_values(x, kind, index, groups),
+                                   correction=int(unbiased))
+    xhat = (float(x[index]) - mean) / math.sqrt(std**2 + eps)
+    xhat_t = None if unbiased else float(_normalized_torch(x, kind, groups, eps)[index])
+    return StatisticsCheck(
+        size=m, size_formula=set_size(kind, x.shape, groups),
+        mean_mask=mean, std_mask=std, mean_torch=float(mean_t), std_torch=float(std_t),
+        xhat_mask=xhat, xhat_gnlib=float(_normalized(x, kind, groups, eps, unbiased)[index]),
+        xhat_torch=xhat_t,
+    )

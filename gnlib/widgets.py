@@ -8,7 +8,7 @@ Two layers, so the logic can be tested without a browser:
   whose observers call :meth:`SetsExplorer.update`.
 
 Nothing is computed here: the drawing is :mod:`gnlib.plots.cubes`, the numbers are
-:func:`gnlib.plots.cubes.statistics_check` (mask, torch and gnlib.group_norm).
+:func:`gnlib.sets.statistics_check` (mask, torch and gnlib.group_norm).
 """
 from __future__ import annotations
 
@@ -21,15 +21,12 @@ from matplotlib.gridspec import GridSpec
 
 from .norms import valid_groups
 from .plots.cubes import (
-    StatisticsCheck,
     clear_artists,
     cube_legend_handles,
     draw_cube,
     draw_membership,
-    example_feature_map,
-    statistics_check,
 )
-from .sets import SET_KINDS
+from .sets import SET_KINDS, StatisticsCheck, example_feature_map, statistics_check
 
 __all__ = ["SetsExplorer", "explorer_controls", "sets_explorer"]
 
@@ -45,7 +42,7 @@ class SetsExplorer:
     """State and redraw of the S_i explorer (no ipywidgets needed).
 
     State keys: ``kind, N, C, G, i_N, i_C, i_HW, unbiased``. ``HW`` is fixed; the numbers
-    come from :func:`~gnlib.plots.cubes.example_feature_map` (seeded) of the current shape.
+    come from :func:`~gnlib.sets.example_feature_map` (seeded) of the current shape.
     """
 
     def __init__(

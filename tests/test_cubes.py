@@ -22,14 +22,13 @@ from gnlib.plots.cubes import (  # noqa: E402
     cube_palette,
     draw_cube,
     draw_membership,
-    example_feature_map,
     group_membership_figure,
     paint_boxes,
     sets_figure,
-    statistics_check,
     voxel_labels,
 )
 from gnlib.plots.style import NORM_COLORS  # noqa: E402
+from gnlib.sets import example_feature_map, statistics_check  # noqa: E402
 from gnlib.sets import SET_KINDS, normalization_set, set_ids, set_size  # noqa: E402
 
 SHAPE = (4, 8, 6)

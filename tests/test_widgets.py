@@ -11,10 +11,9 @@ import pytest  # noqa: E402
 from gnlib.norms import valid_groups  # noqa: E402
 from gnlib.plots.cubes import (  # noqa: E402
     PIXEL,
-    example_feature_map,
-    statistics_check,
     voxel_labels,
 )
+from gnlib.sets import example_feature_map, statistics_check  # noqa: E402
 from gnlib.widgets import SetsExplorer, sets_explorer  # noqa: E402
 
 

@@ -11,16 +11,14 @@ painted by three nested boxes (:func:`cube_boxes`): the whole cube, :math:`S_i`,
 Each box is one voxel with non-uniform corners (``voxels(x, y, z, filled)``), drawn back to
 front, and the unit grid is added as one line collection: 3 artists instead of ~1000.
 
-The last section holds the numbers printed under the cube (:func:`statistics_check`).
+The numbers printed under the cube come from :func:`gnlib.sets.statistics_check`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, to_rgba
@@ -30,8 +28,8 @@ from mpl_toolkits.mplot3d import Axes3D
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from torch import Tensor
 
-from ..norms import group_norm, valid_groups
-from ..sets import SET_DEFINITIONS, SET_KINDS, normalization_set, set_ids, set_size, set_statistics
+from ..norms import valid_groups
+from ..sets import SET_DEFINITIONS, SET_KINDS, normalization_set, set_ids
 from .style import NORM_COLORS, NORM_LABELS
 
 __all__ = [
@@ -39,7 +37,6 @@ __all__ = [
     "OTHER",
     "PIXEL",
     "PIXEL_COLOR",
-    "StatisticsCheck",
     "clear_artists",
     "cube_boxes",
     "cube_facecolors",
@@ -48,11 +45,9 @@ __all__ = [
     "cube_title",
     "draw_cube",
     "draw_membership",
-    "example_feature_map",
     "group_membership_figure",
     "paint_boxes",
     "sets_figure",
-    "statistics_check",
     "voxel_labels",
 ]
 
@@ -330,96 +325,3 @@ def group_membership_figure(
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.05, right=0.99, top=0.72, bottom=0.22, wspace=0.25)
     return fig
-
-
-# --------------------------------------------------------------------------------------
-# The numbers under the cube (belongs next to set_statistics in gnlib.sets; kept here
-# because this session does not own sets.py)
-# --------------------------------------------------------------------------------------
-def example_feature_map(N: int, C: int, HW: int, seed: int = 0) -> Tensor:
-    """A fixed random feature map ``(N, C, HW)`` whose channels and samples have different
-    offsets and scales, so the four norms give visibly different statistics.
-
-    For ``N <= 8`` and ``C <= 16`` it is a corner of one fixed ``(8, 16, HW)`` map: the value
-    at ``(n, c, p)`` does not depend on ``N`` or ``C``, so a larger batch only *adds* samples
-    (what BN sees changes, GN's statistics of sample ``n`` do not).
-    """
-    n_all, c_all = max(N, 8), max(C, 16)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_all, c_all, HW, generator=gen, dtype=torch.float64)
-    scale = 0.5 + torch.rand(1, c_all, 1, generator=gen, dtype=torch.float64)
-    offset = torch.linspace(-1.0, 1.0, c_all, dtype=torch.float64).view(1, c_all, 1)
-    sample = 0.5 * torch.randn(n_all, 1, 1, generator=gen, dtype=torch.float64)
-    return (x * scale + offset + sample)[:N, :C].contiguous()
-
-
-@dataclass(frozen=True)
-class StatisticsCheck:
-    """:math:`|S_i|`, :math:`\\mu_i`, :math:`\\sigma_i` and :math:`\\hat x_i` three ways."""
-
-    size: int            # |S_i| counted from the mask
-    size_formula: int    # gnlib.sets.set_size
-    mean_mask: float     # mean over x[mask]
-    std_mask: float
-    mean_torch: float    # torch reduction over the norm's dims
-    std_torch: float
-    xhat_mask: float     # (x_i - mu_i) / sqrt(sigma_i^2 + eps) from the mask statistics
-    xhat_gnlib: float    # gnlib.group_norm (BN: on the transposed tensor)
-    xhat_torch: float | None  # torch.nn.functional.*_norm (biased only, else None)
-
-
-def _torch_values(x: Tensor, kind: str, index: Sequence[int], groups: int | None) -> Tensor:
-    """The values of :math:`S_i` gathered with reshapes (no mask)."""
-    N, C = x.shape[:2]
-    i_n, i_c = index[:2]
-    if kind == "bn":
-        return x.transpose(0, 1).reshape(C, -1)[i_c]
-    if kind == "ln":
-        return x.reshape(N, -1)[i_n]
-    if kind == "in":
-        return x[i_n, i_c].reshape(-1)
-    return x.reshape(N, groups, -1)[i_n, i_c // (C // groups)]
-
-
-def _normalized(x: Tensor, kind: str, groups: int | None, eps: float, unbiased: bool) -> Tensor:
-    """:math:`\\hat x` from gnlib.group_norm: LN is G=1, IN is G=C, BN is LN of x^T."""
-    C = x.shape[1]
-    if kind == "bn":
-        return group_norm(x.transpose(0, 1).contiguous(), 1, eps=eps,
-                          unbiased=unbiased).transpose(0, 1)
-    g = {"ln": 1, "in": C, "gn": groups}[kind]
-    return group_norm(x, g, eps=eps, unbiased=unbiased)
-
-
-def _normalized_torch(x: Tensor, kind: str, groups: int | None, eps: float) -> Tensor:
-    if kind == "bn":
-        return F.batch_norm(x, None, None, training=True, eps=eps)
-    if kind == "ln":
-        return F.layer_norm(x, x.shape[1:], eps=eps)
-    if kind == "in":
-        return F.instance_norm(x, eps=eps)
-    return F.group_norm(x, groups, eps=eps)
-
-
-def statistics_check(
-    x: Tensor,
-    kind: str,
-    index: Sequence[int],
-    groups: int | None = None,
-    unbiased: bool = False,
-    eps: float = 1e-5,
-) -> StatisticsCheck:
-    """Statistics of :math:`S_i` from the mask, from torch reductions, and :math:`\\hat x_i`
-    from the mask, from gnlib.group_norm and from torch's layers (which are biased only)."""
-    index = tuple(int(i) for i in index)
-    mean, std, m = set_statistics(x, kind, index, groups, unbiased=unbiased)
-    std_t, mean_t = torch.std_mean(_torch_values(x, kind, index, groups),
-                                   correction=int(unbiased))
-    xhat = (float(x[index]) - mean) / float(np.sqrt(std**2 + eps))
-    xhat_t = None if unbiased else float(_normalized_torch(x, kind, groups, eps)[index])
-    return StatisticsCheck(
-        size=m, size_formula=set_size(kind, x.shape, groups),
-        mean_mask=mean, std_mask=std, mean_torch=float(mean_t), std_torch=float(std_t),
-        xhat_mask=xhat, xhat_gnlib=float(_normalized(x, kind, groups, eps, unbiased)[index]),
-        xhat_torch=xhat_t,
-    )

@@ -59,6 +59,9 @@ def plot_batch_dependence(batch_sizes: Sequence[int], change: Mapping[str, Seque
     for j, (kind, values) in enumerate(change.items()):  # shrinking markers: overlaps stay visible
         ax.plot(batch_sizes, values, _MARKERS[j % len(_MARKERS)] + "-", ms=11 - 2 * j,
                 color=NORM_COLORS[kind], label=NORM_LABELS[kind])
+    flat = [NORM_LABELS[k] for k, v in change.items() if max(v) == 0]
+    if flat:  # lines on top of each other at 0: say so
+        ax.annotate(", ".join(flat) + ": exactly 0", (0.02, 0.06), xycoords="axes fraction")
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(batch_sizes), [str(b) for b in batch_sizes])
     ax.set_xlabel("batch size N (log scale)")
