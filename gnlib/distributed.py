@@ -217,10 +217,12 @@ def convert_to_global_bn(module: nn.Module) -> nn.Module:
     """Replace every ``nn.BatchNorm2d`` in ``module`` by a :class:`GlobalBatchNorm2d` with the
     same configuration, parameters and buffers (like ``SyncBatchNorm.convert_sync_batchnorm``)."""
     if type(module) is nn.BatchNorm2d:
+        ref = module.weight if module.affine else module.running_mean
         new = GlobalBatchNorm2d(module.num_features, module.eps, module.momentum,
-                                module.affine, module.track_running_stats)
+                                module.affine, module.track_running_stats,
+                                device=None if ref is None else ref.device,
+                                dtype=None if ref is None else ref.dtype)
         new.load_state_dict(module.state_dict())
-        new.to(device=next(iter(module.state_dict().values())).device)
         new.train(module.training)
         return new
     for name, child in module.named_children():
