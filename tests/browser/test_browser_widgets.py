@@ -89,6 +89,24 @@ for (const el of cell.querySelectorAll('.jp-OutputArea img, .jp-OutputArea canva
 return out;
 """
 
+JS_PAGE_TRACEBACKS = """
+// Rendered outputs showing a Python error: cell outputs, outputs inside Output widgets
+// (an exception in a callback run under `with out:` lands there) and the log console.
+const found = [];
+for (const el of document.querySelectorAll('.jp-OutputArea-output')) {
+  const text = el.textContent || '';
+  if (text.includes('Traceback (most recent call last)')
+      || (el.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr'
+          && /^\\s*\\w*(Error|Exception)\\b/m.test(text))) {
+    found.push(text.slice(-800));
+  }
+}
+for (const el of document.querySelectorAll('.jp-OutputArea, .widget-output')) {
+  if ((el.textContent || '').includes('Error displaying widget')) found.push('Error displaying widget');
+}
+return found;
+"""
+
 JS_SLIDERS = """
 return Array.from(document.querySelectorAll('.jp-OutputArea .widget-slider')).map(s => {
   const label = s.querySelector('.widget-label');
@@ -132,6 +150,13 @@ def error_outputs(state) -> list[str]:
                 found.append(f"code cell {i}: traceback on {out.get('name')}: "
                              f"{''.join(out.get('text', ''))[-500:]}")
     return found
+
+
+def fail_on_page_tracebacks(driver, when: str) -> None:
+    found = driver.execute_script(JS_PAGE_TRACEBACKS)
+    if found:
+        pytest.fail(f"Python error shown in the page {when}:\n" + "\n---\n".join(found),
+                    pytrace=False)
 
 
 def severe_console_errors(driver) -> list[str]:
@@ -295,8 +320,7 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
     if found is None:
         pytest.skip(f"{rel_path} has no slider labelled /{label}/ (sliders: {labels})")
     slider_el = found[0]
-    assert not by_xpath(driver, "//*[contains(text(),'Error displaying widget')]"), \
-        "a widget failed to render"
+    fail_on_page_tracebacks(driver, "after running all cells")
     before_value = readout(slider_el)
     before = wait_for(lambda: figure_digest(driver, slider_el), 60,
                       "the widget's figure to render")
@@ -306,8 +330,12 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
     drag_handle(driver, slider_el)
     after_value = wait_for(lambda: readout(slider_el) != before_value and readout(slider_el),
                            15, f"the slider's readout to leave {before_value!r} after the drag")
-    after = wait_for(lambda: (d := figure_digest(driver, slider_el)) and d != before and d,
-                     REDRAW_TIMEOUT,
+
+    def redrawn():
+        fail_on_page_tracebacks(driver, f"after moving the slider to {after_value}")
+        digest = figure_digest(driver, slider_el)
+        return digest if digest and digest != before else None
+    after = wait_for(redrawn, REDRAW_TIMEOUT,
                      f"the figure to change after moving the slider {before_value} -> "
                      f"{after_value}")
     # Let the kernel finish (it may still be busy with the redraw) and the image settle.
@@ -319,6 +347,7 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
 
     errors = error_outputs(notebook_state(driver, rel_path))
     assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    fail_on_page_tracebacks(driver, "after the redraw")
     click_menu(driver, "View", "Show Log Console")
     log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
                         30, "the log console")[0].text
