@@ -3,7 +3,8 @@
 For each shape and thread count, forward+backward times are measured side by side (repeats
 interleaved, medians) and printed as ratios; saved-for-backward memory is measured exactly.
 Targets (issue 2): gnlib within 2.5x of native, at least 3x faster than the reference, and
-saved memory no more than the input plus the per-group statistics.
+saved memory no more than the input plus the per-group statistics. Notebook 03 reads the
+``--save`` file back with :func:`gnlib.bench.load_results` (keep the header: date, commit, machine).
 
     python bench/bench_group_norm.py [--repeats 15] [--threads 1 2] [--compile]
                                      [--save bench/results_group_norm.txt]

@@ -1,7 +1,8 @@
 r"""Checkers for notebook 03's exercises, with specific feedback.
 
 * :func:`check_forward` — exercise 1, ``fn(x, num_groups, weight, bias, eps) -> y`` with
-  :math:`y = \gamma\,(x-\mu)/\sqrt{\sigma^2+\epsilon} + \beta` over the sets :math:`S_i` of GN.
+  :math:`y = \gamma\,(x-\mu_i)/\sqrt{\sigma_i^2+\epsilon} + \beta` (Eq. 1, 2, 6) over the sets
+  :math:`S_i` of GN (Eq. 7), :math:`\sigma_i^2` being the variance of :math:`S_i`.
 * :func:`check_backward` — exercise 2, ``fn(dy, x, mean, rstd, num_groups, weight) ->
   (dx, dweight, dbias)`` with ``mean``, ``rstd`` of shape ``(N, G)``.
 * :func:`with_backward` turns a backward of that signature into a differentiable
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .bench import fwd_and_grads
 from .norms import group_norm_reference
 
 __all__ = [
@@ -87,7 +89,7 @@ def _inputs(case: Case, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 # --------------------------------------------------------------------------------------
-# Wrong variants: what typical mistakes compute, to recognise them by their output
+# Wrong variants: what typical mistakes compute, to recognize them by their output
 # --------------------------------------------------------------------------------------
 def _grouped(x: Tensor, groups: int, grouping: str) -> tuple[Tensor, tuple[int, ...]]:
     """``x`` viewed so that the sets of ``grouping`` are reduced over the returned dims."""
@@ -114,7 +116,7 @@ def _forward_variant(
     grouping: str = "group", correction: int = 0, eps_mode: str = "inside",
     center: bool = True, affine: str = "both",
 ) -> Tensor:
-    """Eq. (1)-(3) with one deliberate deviation (the defaults are the correct GN)."""
+    """Eq. (1)-(2), (6) with one deliberate deviation (the defaults are the correct GN)."""
     xv, dims = _grouped(x, groups, grouping)
     m = 1
     for d in dims:
@@ -269,7 +271,7 @@ def _compare(name: str, got: Any, expected: Tensor, case: Case,
 # Exercise 1: the forward pass
 # --------------------------------------------------------------------------------------
 def check_forward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
-    """Check ``fn(x, num_groups, weight, bias, eps) -> y`` against Group Norm (Eq. 1-3, 7)."""
+    """Check ``fn(x, num_groups, weight, bias, eps) -> y`` against Group Norm (Eq. 1-2, 6, 7)."""
     title = "Exercise 1 (forward)"
     for case in CASES:
         x, weight, bias, _ = _inputs(case, seed)
@@ -301,10 +303,8 @@ def _expected_grads(case: Case, seed: int) -> tuple[tuple[Tensor, ...], tuple[Te
     xg = x.reshape(N, G, -1)
     mean = xg.mean(-1)
     rstd = torch.rsqrt(xg.var(-1, unbiased=False) + case.eps)
-    leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
-    y = group_norm_reference(leaves[0], G, leaves[1], leaves[2], case.eps)
-    grads = torch.autograd.grad(y, leaves, dy)
-    return (dy, x, mean, rstd, weight), grads
+    _, *grads = fwd_and_grads(group_norm_reference, x, G, weight, bias, dy, eps=case.eps)
+    return (dy, x, mean, rstd, weight), tuple(grads)
 
 
 def check_backward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:

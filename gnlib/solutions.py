@@ -1,16 +1,17 @@
 r"""Model solutions of notebook 03's exercises (peek only after trying!).
 
-Exercise 1, the forward pass (Eq. 1-3 and 7 of Wu & He), for one set :math:`S_i` of
-:math:`m = |S_i|` values:
+Exercise 1, the forward pass (Eq. (1)-(2), (6) and the set (7) of Wu & He), for one set
+:math:`S_i` of :math:`m = |S_i|` values, with :math:`\sigma_i^2` the variance itself:
 
 .. math::
 
-    \mu = \frac1m\sum_{k\in S} x_k,\quad
-    \sigma^2 = \frac1m\sum_{k\in S}(x_k-\mu)^2,\quad
-    \hat x_k = \frac{x_k-\mu}{\sqrt{\sigma^2+\epsilon}},\quad
-    y_k = \gamma_{k_C}\hat x_k + \beta_{k_C}
+    \mu_i = \frac1m\sum_{k\in S_i} x_k,\quad
+    \sigma_i^2 = \frac1m\sum_{k\in S_i}(x_k-\mu_i)^2 \quad (2),\qquad
+    \hat x_i = \frac{x_i-\mu_i}{\sqrt{\sigma_i^2+\epsilon}} \quad (1),\qquad
+    y_i = \gamma_{i_C}\hat x_i + \beta_{i_C} \quad (6)
 
-Exercise 2, the backward pass, with :math:`r = (\sigma^2+\epsilon)^{-1/2}` and
+Exercise 2, the backward pass (notebook 03's (B1)-(B2)), for one set :math:`S` with mean
+:math:`\mu` and variance :math:`\sigma^2`, :math:`r = (\sigma^2+\epsilon)^{-1/2}` and
 :math:`g_k = \gamma_{k_C}\,\partial L/\partial y_k`:
 
 .. math::
@@ -38,14 +39,14 @@ def group_norm_forward(
     """Exercise 1: Group Norm of ``x`` of shape ``(N, C, *)``, biased variance."""
     N, C = x.shape[:2]
     xg = x.reshape(N, num_groups, -1)                       # one row per set S_i
-    mean = xg.mean(dim=-1, keepdim=True)                    # Eq. (2), mu
-    var = ((xg - mean) ** 2).mean(dim=-1, keepdim=True)     # Eq. (2), sigma^2: 1/m
+    mean = xg.mean(dim=-1, keepdim=True)                    # Eq. (2), mu_i
+    var = ((xg - mean) ** 2).mean(dim=-1, keepdim=True)     # Eq. (2), sigma_i^2: 1/m
     x_hat = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)  # Eq. (1)
     shape = (1, C) + (1,) * (x.dim() - 2)                   # one gamma, beta per channel
     if weight is not None:
-        x_hat = x_hat * weight.reshape(shape)               # Eq. (3)
+        x_hat = x_hat * weight.reshape(shape)               # Eq. (6), gamma
     if bias is not None:
-        x_hat = x_hat + bias.reshape(shape)
+        x_hat = x_hat + bias.reshape(shape)                 # Eq. (6), beta
     return x_hat
 
 

@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from gnlib import bench  # noqa: E402
@@ -65,4 +66,100 @@ def test_speed_plot_is_labelled():
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     assert "ms" in ax_time.get_ylabel()
     assert len(fig.legends) == 1
+    plt.close(fig)
+
+
+def test_fwd_and_grads_matches_autograd_and_leaves_inputs_alone():
+    x, w, b, dy = (t.detach().double() for t in bench.fwd_bwd_inputs(SHAPE))
+    y, dx, dw, db = bench.fwd_and_grads(torch.nn.functional.group_norm, x, G, w, b, dy, eps=1e-3)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    expected_y = torch.nn.functional.group_norm(leaves[0], G, leaves[1], leaves[2], eps=1e-3)
+    expected = torch.autograd.grad(expected_y, leaves, dy)
+    torch.testing.assert_close(y, expected_y.detach())
+    for got, want in zip((dx, dw, db), expected):
+        torch.testing.assert_close(got, want)
+    assert x.grad is None and not x.requires_grad and not y.requires_grad
+
+
+def test_gnlib_and_reference_grads_agree():
+    x, w, b, dy = (t.detach().double() for t in bench.fwd_bwd_inputs(SHAPE))
+    ours = bench.fwd_and_grads(bench.IMPLEMENTATIONS["gnlib"], x, G, w, b, dy)
+    ref = bench.fwd_and_grads(bench.IMPLEMENTATIONS["reference"], x, G, w, b, dy)
+    for a, c in zip(ours, ref):
+        torch.testing.assert_close(a, c)
+
+
+def _bench_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_group_norm.py"
+    spec = importlib.util.spec_from_file_location("bench_group_norm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_results_reads_what_the_bench_script_writes(tmp_path):
+    script = _bench_script()
+    medians = {(2, 8, 5, 5): {"reference": 0.00412, "gnlib": 0.00101, "native": 0.00050},
+               (4, 8, 3, 3): {"reference": 0.12345, "gnlib": 0.04321, "native": 0.01}}
+    text = "\n".join([
+        script.header(),
+        "# G=4, float32, 3 interleaved repeats per implementation, medians\n",
+        "## forward + backward, 1 thread", bench.format_time_table(medians),
+        *script.target_lines(medians, " (1 thr)"), "",
+        "## torch.compile(group_norm_reference), 1 thread, cold compile (caches disabled)",
+        "  (2, 8, 5, 5)       first call (compile)    4.5 s   compiled     0.33 ms   "
+        "native     0.14 ms   compiled/native  2.26x",
+        "saved to x.txt"])
+    path = tmp_path / "results.txt"
+    path.write_text(text + "\n")
+    results = bench.load_results(path)
+    assert results.commit and results.machine and "UTC" in results.date
+    assert results.settings.startswith("G=4") and results.groups == 4 and results.path == path
+    assert set(results.times) == {1}
+    for shape, t in medians.items():
+        for name, seconds in t.items():
+            assert abs(results.times[1][shape][name] - seconds) <= 5e-6
+    assert results.time_table(1) == bench.format_time_table(medians)
+    assert results.compiled[(2, 8, 5, 5)] == pytest.approx(
+        {"compile_s": 4.5, "compiled": 0.00033, "native": 0.00014})
+    assert "first call" in results.section("torch.compile")
+    prov = results.provenance
+    assert results.commit in prov and results.date in prov and results.machine in prov
+
+
+def test_committed_results_file_has_provenance_and_the_bench_shapes():
+    results = bench.load_results()
+    assert results.path == bench.RESULTS_FILE
+    assert results.commit != "unknown" and "cores" in results.machine
+    shapes = [tuple(s) for s in _bench_script().SHAPES]
+    assert list(results.times[1]) == shapes
+    for line in results.time_table(1).splitlines()[1:]:  # printed ratios = ratios of the ms
+        ms = [float(v) for v in line.split()[1:4]]
+        printed = float(line.split()[4].rstrip("x"))
+        assert abs(ms[1] / ms[2] - printed) < 0.1 * printed
+
+
+def test_load_results_rejects_a_file_without_provenance(tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text("## forward + backward, 1 thread\n")
+    with pytest.raises(ValueError, match="provenance"):
+        bench.load_results(path)
+
+
+def test_speed_colors_do_not_reuse_other_norms_colors():
+    from gnlib.plots import NORM_COLORS
+    from gnlib.plots.speed import IMPL_COLORS
+
+    others = {v for k, v in NORM_COLORS.items() if k != "gn"}
+    assert not others & set(IMPL_COLORS.values())
+    assert IMPL_COLORS["gnlib"] == NORM_COLORS["gn"]
+
+
+def test_speed_plot_source_in_title():
+    medians = {SHAPE: {"reference": 0.004, "gnlib": 0.001, "native": 0.0005}}
+    fig = plot_fwd_bwd_times(medians, groups=G, source="results.txt, git abc123")
+    assert "git abc123" in fig._suptitle.get_text()
     plt.close(fig)

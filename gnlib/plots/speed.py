@@ -15,9 +15,11 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 __all__ = ["IMPL_COLORS", "IMPL_LABELS", "plot_fwd_bwd_times"]
 
-#: One colour per implementation (gnlib's in the Group Norm red of every other figure).
-IMPL_COLORS = {"reference": "#7f7f7f", "gnlib": "#d62728", "native": "#1f77b4",
-               "compiled": "#ff7f0e"}
+#: One color per implementation: gnlib's in the Group Norm red of every other figure, the
+#: others outside :data:`gnlib.plots.NORM_COLORS` so that no bar reads as "Batch Norm" or
+#: "no norm" (native black, reference light grey, compiled teal).
+IMPL_COLORS = {"reference": "#c7c7c7", "gnlib": "#d62728", "native": "#000000",
+               "compiled": "#17becf"}
 IMPL_LABELS = {"reference": "reference (autograd)", "gnlib": "gnlib (hand-derived backward)",
                "native": "torch native kernel", "compiled": "torch.compile(reference)"}
 
@@ -30,7 +32,8 @@ def _grouped_bars(ax, labels: Sequence[str], values: Mapping[str, Sequence[float
     xs = np.arange(len(labels))
     for j, name in enumerate(names):
         bars = ax.bar(xs + (j - (len(names) - 1) / 2) * width, values[name], width,
-                      color=IMPL_COLORS.get(name), label=IMPL_LABELS.get(name, name))
+                      color=IMPL_COLORS.get(name), edgecolor="black", linewidth=0.5,
+                      label=IMPL_LABELS.get(name, name))
         ax.bar_label(bars, labels=[fmt.format(v) for v in values[name]], fontsize=7, padding=1)
     ax.set_xticks(xs, labels)
     ax.set_xlabel("input shape (N, C, H, W)")
@@ -40,8 +43,12 @@ def plot_fwd_bwd_times(
     medians: Mapping[tuple[int, ...], Mapping[str, float]],
     groups: int = 32,
     threads: int = 1,
+    source: str | None = None,
 ) -> Figure:
-    """Two panels: median fwd+bwd time in ms (log scale) and the ratio to torch native."""
+    """Two panels: median fwd+bwd time in ms (log scale) and the ratio to torch native.
+
+    ``source`` (e.g. the results file, its date and commit) is appended to the title.
+    """
     labels = ["(" + ",".join(map(str, s)) + ")" for s in medians]
     names = list(next(iter(medians.values())))
     ms = {n: [1e3 * t[n] for t in medians.values()] for n in names}
@@ -55,13 +62,14 @@ def plot_fwd_bwd_times(
     ax_t.set_ylabel("forward + backward time (ms, log scale)")
     ax_t.set_title("Median time per call")
     _grouped_bars(ax_r, labels, ratio, "{:.1f}x")
-    ax_r.axhline(1.0, color="black", lw=0.8)
+    ax_r.axhline(1.0, color="black", lw=0.8, ls="--")
     ax_r.set_ylabel("time / time of torch native (x)")
     ax_r.set_title("Relative to torch's native kernel")
     ax_r.set_ylim(0, max(max(v) for v in ratio.values()) * 1.15)
     handles, texts = ax_r.get_legend_handles_labels()
     fig.legend(handles, texts, loc="lower center", ncol=len(names), frameon=False)
-    fig.suptitle(f"Group Norm forward + backward, G={groups}, float32, CPU, "
-                 f"{threads} thread{'s' if threads > 1 else ''}")
+    title = (f"Group Norm forward + backward, G={groups}, float32, CPU, "
+             f"{threads} thread{'s' if threads > 1 else ''}")
+    fig.suptitle(title + (f"\n{source}" if source else ""))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
