@@ -39,7 +39,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
+        if HERE in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.browser)
 
 
@@ -88,6 +88,15 @@ def lab_server(browser_binaries, lab_workspace):
     problems = stop_lab(server)
     shutil.rmtree(home, ignore_errors=True)
     assert not problems, "JupyterLab did not shut down cleanly:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def lab(lab_server):
+    """The session's JupyterLab; every kernel it started is shut down after the test (one
+    kernel at a time on a 2-core machine), and none may survive."""
+    yield lab_server
+    lab_server.shutdown_kernels()
+    assert not lab_server.kernel_pids(), "a kernel survived its session's deletion"
 
 
 # ---- the browser -----------------------------------------------------------------------

@@ -301,14 +301,6 @@ def kernel_env(server) -> dict[str, str] | None:
 
 
 # ---- the test ---------------------------------------------------------------------------
-@pytest.fixture
-def lab(lab_server):
-    """The session's JupyterLab; every kernel it started is shut down after the test."""
-    yield lab_server
-    lab_server.shutdown_kernels()
-    assert not lab_server.kernel_pids(), "a kernel survived its session's deletion"
-
-
 def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -> None:
     t0 = time.monotonic()
     open_notebook(driver, server, rel_path)
@@ -338,9 +330,18 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
     after = wait_for(redrawn, REDRAW_TIMEOUT,
                      f"the figure to change after moving the slider {before_value} -> "
                      f"{after_value}")
-    # Let the kernel finish (it may still be busy with the redraw) and the image settle.
-    wait_for(lambda: notebook_state(driver, rel_path)["kernel"] == "idle", REDRAW_TIMEOUT, "idle kernel")
-    settled = wait_for(lambda: figure_digest(driver, slider_el), 30, "the new figure")
+    # Let the kernel finish (a slider with continuous_update sends several values while
+    # dragged, each one a redraw) and the image settle: idle kernel, same pixels twice.
+    last = [None]
+
+    def settled_figure():
+        idle = notebook_state(driver, rel_path)["kernel"] == "idle"
+        digest = figure_digest(driver, slider_el)
+        stable = idle and digest is not None and digest == last[0]
+        last[0] = digest
+        return digest if stable else None
+    settled = wait_for(settled_figure, REDRAW_TIMEOUT, "the kernel to go idle and the new "
+                       "figure to settle", interval=1.5)
     shots += screenshot(driver, slider_el, f"{name}-after")
     assert settled != before, "the figure went back to the old one"
     assert readout(slider_el) == after_value, "the slider's value jumped back"
