@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import math
 import os
@@ -468,9 +469,11 @@ def run(cfg: DistConfig) -> dict[str, Any]:
         dist.broadcast(buf, src=0)
     model.eval()
     with torch.no_grad():
-        xs, ys = xte[rank::world].to(device), yte[rank::world].to(device)
-        wrong = (model(xs).argmax(1) != ys).sum().to(torch.float64) if len(xs) else \
-            torch.zeros((), dtype=torch.float64, device=device)
+        xs, ys = xte[rank::world], yte[rank::world]
+        wrong = torch.zeros((), dtype=torch.float64, device=device)
+        for i in range(0, len(xs), 500):
+            pred = model(xs[i:i + 500].to(device)).argmax(1)
+            wrong += (pred != ys[i:i + 500].to(device)).sum()
     counts = torch.stack([wrong, torch.tensor(float(len(xs)), dtype=torch.float64,
                                               device=device)])
     dist.all_reduce(counts)
@@ -596,6 +599,7 @@ def main(argv: Sequence[str] | None = None, init_method: str | None = None) -> i
         raise
     finally:
         if dist.is_available() and dist.is_initialized():
+            gc.collect()  # free DDP's reducer (kept alive by reference cycles) before the group
             dist.destroy_process_group()
 
 
