@@ -66,8 +66,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def grid(experiment: str, preset: str = "full", seeds: int = 3,
          norms: Iterable[str] = NORMS) -> list[TrainConfig]:
-    """The configs of ``experiment`` under ``preset``, ordered seed-major, the most expensive
-    (smallest batch) first, so that a partial grid has complete seeds."""
+    """The configs of ``experiment`` under ``preset``, in run order: seed-major, the most
+    expensive (smallest batch) first; for ``batch-size`` BN and GN before LN and IN."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {EXPERIMENTS}")
     if preset not in PRESETS:
@@ -85,6 +85,12 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
                     for g in p["groups"]]
             out += [TrainConfig(norm="gn", channels_per_group=c, batch_size=b, seed=seed,
                                 **p["train"]) for c in p["channels_per_group"]]
+    if experiment == "batch-size":
+        # The paper's Figure 1 compares BN and GN: those first (all seeds), then LN/IN at
+        # batch 32 (the curves), then the rest; a grid cut short keeps the core comparison.
+        def tier(c: TrainConfig) -> int:
+            return 0 if c.norm in ("bn", "gn") else (1 if c.batch_size == 32 else 2)
+        out.sort(key=tier)  # stable: seed-major, smallest (most expensive) batch first
     return out
 
 

@@ -25,8 +25,10 @@ def test_grids():
     assert len(full) == 60
     assert {(c.norm, c.batch_size) for c in full} == {
         (n, b) for n in ("bn", "ln", "in", "gn") for b in (32, 16, 8, 4, 2)}
-    assert [c.seed for c in full[:20]] == [0] * 20          # seed-major: partial grids are whole seeds
+    assert {c.norm for c in full[:30]} == {"bn", "gn"}        # the paper's comparison first
+    assert [c.seed for c in full[:10]] == [0] * 10            # seed-major
     assert full[0].batch_size == 2                            # most expensive first
+    assert {(c.norm, c.batch_size) for c in full[30:36]} <= {("ln", 32), ("in", 32)}
     curves = grid("curves", "full", seeds=3)
     assert {c.batch_size for c in curves} == {32} and len(curves) == 12
     assert all(c in full for c in curves)                     # shared with the batch-size grid
