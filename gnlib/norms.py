@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "NORM_KINDS",
+    "BatchRenorm",
     "BatchRenorm1d",
     "BatchRenorm2d",
     "BatchRenorm3d",
@@ -496,8 +497,10 @@ def _check_bounds(r_max: Any, d_max: Any) -> None:
         raise ValueError(f"d_max must be >= 0 (d is clipped to [-d_max, d_max]), got {d_max}")
 
 
-class _BatchRenorm(nn.Module):
-    r"""Batch Renormalization (Ioffe 2017); see :class:`BatchRenorm2d`."""
+class BatchRenorm(nn.Module):
+    r"""Batch Renormalization (Ioffe 2017), any number of spatial dims: the base class of
+    :class:`BatchRenorm1d`, :class:`BatchRenorm2d` (documented there) and :class:`BatchRenorm3d`
+    (use it in ``isinstance`` checks, e.g. to find every layer with running statistics)."""
 
     _expected_dims: tuple[int, ...] = ()
     __constants__ = ["num_features", "eps", "momentum", "affine"]
@@ -656,13 +659,13 @@ class _BatchRenorm(nn.Module):
         return s + f", affine={self.affine}"
 
 
-class BatchRenorm1d(_BatchRenorm):
+class BatchRenorm1d(BatchRenorm):
     """:class:`BatchRenorm2d` for ``(N, C)`` or ``(N, C, L)`` inputs."""
 
     _expected_dims = (2, 3)
 
 
-class BatchRenorm2d(_BatchRenorm):
+class BatchRenorm2d(BatchRenorm):
     r"""Batch Renormalization (Ioffe 2017) for ``(N, C, H, W)`` inputs.
 
     Per channel, with batch statistics :math:`\mu_B, \sigma_B = \sqrt{\sigma_B^2+\epsilon}`
@@ -700,7 +703,7 @@ class BatchRenorm2d(_BatchRenorm):
     _expected_dims = (4,)
 
 
-class BatchRenorm3d(_BatchRenorm):
+class BatchRenorm3d(BatchRenorm):
     """:class:`BatchRenorm2d` for ``(N, C, D, H, W)`` inputs."""
 
     _expected_dims = (5,)

@@ -259,3 +259,12 @@ def test_no_affine_and_in_place_relu_after():
     y = torch.relu_(layer(x) * 1.0)
     y.sum().backward()
     assert x.grad is not None
+
+
+def test_base_class_for_isinstance_checks():
+    from gnlib.norms import BatchRenorm
+
+    assert all(isinstance(make_norm("br", 4, spatial_dims=d), BatchRenorm) for d in (1, 2, 3))
+    x = torch.randn(5, 4)
+    assert BatchRenorm1d(4)(x).shape == (5, 4)
+    assert BatchRenorm3d(4)(torch.randn(2, 4, 2, 2, 2)).shape == (2, 4, 2, 2, 2)
