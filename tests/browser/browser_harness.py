@@ -29,7 +29,7 @@ CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedri
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1400,1000", "--hide-scrollbars",
+    "--disable-dev-shm-usage", "--window-size=1400,1300", "--hide-scrollbars",
 )
 SERVER_START_TIMEOUT = 180  # s; the machine is shared with training jobs
 # Entries of the repo not mirrored into the server's workspace.
