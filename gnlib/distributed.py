@@ -277,16 +277,20 @@ class TinyCNN(nn.Module):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
-def build_model(norm: str, model: str = "tiny", width: int = 8, groups: int = 4) -> nn.Module:
-    """The model for ``norm`` in ``NORMS``; syncbn / gbn are converted from BN."""
+def build_model(norm: str, model: str = "tiny", width: int = 8,
+                groups: int | None = None) -> nn.Module:
+    """The model for ``norm`` in ``NORMS``; syncbn / gbn are converted from BN.
+
+    ``groups`` (GN's G) defaults to 4 for the tiny model and 32 (the paper's) for ``resnet``.
+    """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
     if model == "tiny":
-        net: nn.Module = TinyCNN(norm, width=width, groups=groups)
+        net: nn.Module = TinyCNN(norm, width=width, groups=groups or 4)
     elif model == "resnet":
         from .models import build_model as build_resnet  # the course's ResNetSmall
 
-        net = build_resnet("bn" if norm in ("syncbn", "gbn") else norm, groups=groups)
+        net = build_resnet("bn" if norm in ("syncbn", "gbn") else norm, groups=groups or 32)
     else:
         raise ValueError(f"unknown model {model!r}; choose 'tiny' or 'resnet'")
     if norm == "syncbn":
@@ -344,7 +348,7 @@ class DistConfig:
     test_size: int = 512
     model: str = "tiny"
     width: int = 8
-    groups: int = 4
+    groups: int | None = None      # GN's G; None: 4 (tiny), 32 (resnet)
     seed: int = 0
     backend: str = "auto"
     threads: int = 1
@@ -544,7 +548,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[DistConfig, str | Non
     p.add_argument("--model", choices=("tiny", "resnet"), default=d.model,
                    help="tiny: 2-conv CNN; resnet: gnlib.models' ResNetSmall")
     p.add_argument("--width", type=int, default=d.width, help="tiny model width")
-    p.add_argument("--groups", type=int, default=d.groups, help="GN groups")
+    p.add_argument("--groups", type=int, default=d.groups,
+                   help="GN groups (default 4 for tiny, 32 for resnet)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--backend", choices=("auto", "gloo", "nccl"), default=d.backend,
                    help="auto: nccl with CUDA, else gloo")
