@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gnlib-installed
 NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=900
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install data lab test test-unit test-notebooks bench figures clean
+.PHONY: install data lab test test-unit test-notebooks bench figures execute clean
 
 install: $(STAMP)
 
@@ -49,3 +49,12 @@ figures: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Re-execute notebooks in quick mode and save their outputs (what nbval compares against).
+# Usage: make execute NB=notebooks/01_normalization_theory.ipynb   (default: all notebooks)
+NB ?= $(wildcard notebooks/*.ipynb)
+execute: install
+	GNLIB_QUICK=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ClearMetadataPreprocessor.enabled=True --ClearMetadataPreprocessor.clear_notebook_metadata=False \
+	  --ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
+	  --ClearMetadataPreprocessor.preserve_cell_metadata_mask=jupyter $(NB)

@@ -1,6 +1,8 @@
 r"""Group Normalization written from scratch (Wu & He, ECCV 2018).
 
-The paper's two equations, for every feature ``x_i`` with index ``i = (i_N, i_C, i_H, i_W)``:
+The paper's equations (numbered as in the paper), for every feature ``x_i`` with index
+``i = (i_N, i_C, i_H, i_W)``; here :math:`\sigma_i^2` is the variance itself (the paper folds
+:math:`\epsilon` into :math:`\sigma_i`):
 
 .. math::
 
@@ -10,7 +12,7 @@ The paper's two equations, for every feature ``x_i`` with index ``i = (i_N, i_C,
 
 .. math::
 
-    y_i = \gamma_{i_C}\,\hat x_i + \beta_{i_C}                                \tag{3}
+    y_i = \gamma_{i_C}\,\hat x_i + \beta_{i_C}                                \tag{6}
 
 with ``m = |S_i|``. Group Norm takes the set
 
@@ -140,22 +142,22 @@ def group_norm_reference(
     r"""Group Norm as the paper's Figure 3 writes it; autograd derives the backward.
 
     ``x`` of shape ``(N, C, *)`` is reshaped to ``(N, G, C/G * prod(*))`` so that each row
-    is one set :math:`S_i`; then Eq. (1)-(2) over the last axis and Eq. (3) per channel.
+    is one set :math:`S_i`; then Eq. (2) and (1) over the last axis and Eq. (6) per channel.
     """
     _check_input(x, num_groups)
     N, C = x.shape[:2]
     _check_affine(weight, "weight", C)
     _check_affine(bias, "bias", C)
     xg = x.reshape(N, num_groups, -1)                       # one row per set S_i
-    _denominator(xg.shape[-1], unbiased)
-    mean = xg.mean(dim=-1, keepdim=True)                    # mu_i, Eq. (1)
-    var = xg.var(dim=-1, unbiased=unbiased, keepdim=True)   # sigma_i^2, Eq. (2)
-    x_hat = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    D = _denominator(xg.shape[-1], unbiased)               # |S_i| (biased) or |S_i| - 1
+    mean = xg.mean(dim=-1, keepdim=True)                    # mu_i, Eq. (2)
+    var = ((xg - mean) ** 2).sum(dim=-1, keepdim=True) / D  # sigma_i^2, Eq. (2)
+    x_hat = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)  # Eq. (1)
     shape = (1, C) + (1,) * (x.dim() - 2)                   # broadcast per channel
     if weight is not None:
-        x_hat = x_hat * weight.reshape(shape)               # gamma, Eq. (3)
+        x_hat = x_hat * weight.reshape(shape)               # gamma, Eq. (6)
     if bias is not None:
-        x_hat = x_hat + bias.reshape(shape)                 # beta, Eq. (3)
+        x_hat = x_hat + bias.reshape(shape)                 # beta, Eq. (6)
     return x_hat
 
 
@@ -203,13 +205,13 @@ class GroupNormFunction(torch.autograd.Function):
         xg = x.view(N, G, -1)
         m = xg.shape[-1]
         D = _denominator(m, unbiased)
-        # Eq. (1): mu over S_i. Two passes (mean, then centred squares) stay accurate
+        # Eq. (2): mu over S_i. Two passes (mean, then centered squares) stay accurate
         # for inputs far from zero, where E[x^2] - E[x]^2 would cancel catastrophically.
         mean = xg.sum(dim=-1, keepdim=True) / m                       # (N, G, 1)
         xc = xg - mean                                                # x - mu
         var = torch.linalg.vecdot(xc, xc, dim=-1).unsqueeze(-1) / D   # Eq. (2)
         rstd = torch.rsqrt(var + eps)                                 # 1/sqrt(sigma^2+eps)
-        # Eq. (3) fused: y = x_hat * gamma + beta = xc * (rstd * gamma) + beta, per (n, c).
+        # Eq. (1) and (6) fused: y = x_hat * gamma + beta = xc * (rstd * gamma) + beta, per (n, c).
         y = torch.empty_like(x)  # a fresh tensor, never a view (in-place ops may follow)
         if weight is None and bias is None:
             torch.mul(xc, rstd, out=y.view(N, G, -1))
@@ -272,7 +274,7 @@ def group_norm(
     eps: float = 1e-5,
     unbiased: bool = False,
 ) -> Tensor:
-    r"""Group Normalization of ``x`` of shape ``(N, C, *)`` (Eq. 1-3 and 7 of the paper).
+    r"""Group Normalization of ``x`` of shape ``(N, C, *)`` (Eq. 1-2, 6 and 7 of the paper).
 
     Args:
         x: input of shape ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
@@ -296,7 +298,7 @@ def group_norm(
 # --------------------------------------------------------------------------------------
 class GroupNorm(nn.Module):
     r"""Group Normalization layer: :math:`y = \gamma\,\hat x + \beta` with :math:`\hat x` over
-    groups of ``C/G`` channels of one sample (Eq. 1-3, 7).
+    groups of ``C/G`` channels of one sample (Eq. 1-2, 6, 7).
 
     Same constructor, attributes and ``state_dict`` keys (``weight``, ``bias``) as
     :class:`torch.nn.GroupNorm`, plus ``unbiased`` to choose the variance estimator.
