@@ -6,12 +6,21 @@ The most used calls::
 """
 from .config import is_quick, setup
 from .data import DataNotFoundError, load_fashion_mnist, to_float
-from .norms import GroupNorm, group_norm, group_norm_reference, make_norm, valid_groups
+from .norms import (
+    BatchRenorm2d,
+    GroupNorm,
+    WSConv2d,
+    group_norm,
+    group_norm_reference,
+    make_norm,
+    valid_groups,
+)
 from .sets import normalization_set, normalize_with_sets, set_ids, set_size
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchRenorm2d",
     "DataNotFoundError",
     "GroupNorm",
     "group_norm",
@@ -26,4 +35,5 @@ __all__ = [
     "setup",
     "to_float",
     "valid_groups",
+    "WSConv2d",
 ]
