@@ -35,7 +35,8 @@ __all__ = ["EXPERIMENTS", "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "g
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
            "load_results", "machine_info", "pending", "results_path", "run_grid"]
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+#: ``results/`` of the repository (``GNLIB_RESULTS`` overrides it).
+RESULTS_DIR = Path(os.environ.get("GNLIB_RESULTS") or Path(__file__).resolve().parent.parent / "results")
 EXPERIMENTS = ("batch-size", "curves", "groups")
 #: ``curves`` re-uses the batch-32 runs of the batch-size grid.
 RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "groups"}
