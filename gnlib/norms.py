@@ -208,19 +208,26 @@ class GroupNormFunction(torch.autograd.Function):
         # Eq. (2): mu over S_i. Two passes (mean, then centered squares) stay accurate
         # for inputs far from zero, where E[x^2] - E[x]^2 would cancel catastrophically.
         mean = xg.sum(dim=-1, keepdim=True) / m                       # (N, G, 1)
-        xc = xg - mean                                                # x - mu
-        var = torch.linalg.vecdot(xc, xc, dim=-1).unsqueeze(-1) / D   # Eq. (2)
+        # y is a fresh tensor, never a view (in-place ops such as ReLU(inplace) may follow);
+        # it first holds x - mu, then the output, so no other full-size buffer is made.
+        y = torch.empty_like(x)
+        xc = torch.sub(xg, mean, out=y.view(N, G, -1))                # x - mu
+        var = torch.linalg.vector_norm(xc, dim=-1, keepdim=True) ** 2 / D  # Eq. (2), one fused pass
         rstd = torch.rsqrt(var + eps)                                 # 1/sqrt(sigma^2+eps)
         # Eq. (1) and (6) fused: y = x_hat * gamma + beta = xc * (rstd * gamma) + beta, per (n, c).
-        y = torch.empty_like(x)  # a fresh tensor, never a view (in-place ops may follow)
         if weight is None and bias is None:
-            torch.mul(xc, rstd, out=y.view(N, G, -1))
+            xc.mul_(rstd)
         else:
-            scale = rstd.expand(N, G, C // G).reshape(N, C, 1)
+            # per-(n, c) rows: (N*C, L) with (N*C, 1) coefficients is the fast broadcast
+            scale = rstd.expand(N, G, C // G).reshape(N, C)
             if weight is not None:
-                scale = scale * weight.view(1, C, 1)
-            shift = bias.view(1, C, 1) if bias is not None else torch.zeros((), dtype=x.dtype)
-            torch.addcmul(shift, xc.view(N, C, -1), scale, out=y.view(N, C, -1))
+                scale = scale * weight.view(1, C)
+            yc = y.view(N * C, -1)
+            if bias is not None:
+                shift = bias.view(1, C).expand(N, C).reshape(N * C, 1)
+                torch.addcmul(shift, yc, scale.view(N * C, 1), out=yc)
+            else:
+                yc.mul_(scale.view(N * C, 1))
         ctx.save_for_backward(x, mean, rstd, weight)
         ctx.groups, ctx.D = G, D
         ctx.has_bias = bias is not None
@@ -233,13 +240,16 @@ class GroupNormFunction(torch.autograd.Function):
         N, C = x.shape[:2]
         Cg = C // G
         dy = dy.contiguous()
-        dy3, x3 = dy.view(N, C, -1), x.view(N, C, -1)
-        m = Cg * x3.shape[-1]
-        s = torch.linalg.vecdot(dy3, x3, dim=-1)     # s_nc = sum dL/dy * x     (N, C)
-        b = dy3.sum(dim=-1)                           # b_nc = sum dL/dy         (N, C)
+        dy2, x2 = dy.view(N * C, -1), x.view(N * C, -1)              # one row per (n, c)
+        m = Cg * x2.shape[-1]
+        # dx's buffer first holds dL/dy * x, so the backward allocates one full-size tensor.
+        dx = torch.empty_like(x)
+        dx2 = dx.view(N * C, -1)
+        s = torch.mul(dy2, x2, out=dx2).sum(-1).view(N, C)  # s_nc = sum dL/dy * x   (N, C)
+        b = dy2.sum(dim=-1).view(N, C)                       # b_nc = sum dL/dy       (N, C)
         mean2, rstd2 = mean.view(N, G), rstd.view(N, G)
 
-        dx = dweight = dbias = None
+        dweight = dbias = None
         if ctx.needs_input_grad[0]:
             gam = weight.view(1, C) if weight is not None else None
             gs, gb = (s * gam, b * gam) if gam is not None else (s, b)
@@ -247,16 +257,16 @@ class GroupNormFunction(torch.autograd.Function):
             sum_gx = gs.view(N, G, Cg).sum(-1)                             # sum_S g_j x_j
             sum_gxhat = (sum_gx - mean2 * sum_g) * rstd2                   # sum_S g_j x_hat_j
             c1 = rstd2 * sum_gxhat / D                                     # coefficient of x_hat
-            # (B1) = g * r + x * (-r c1) + (mu r c1 - r sum_g / m)
-            coef_x = (-rstd2 * c1).repeat_interleave(Cg, dim=1).unsqueeze(-1)
+            # (B1) = g * r + x * (-r c1) + (mu r c1 - r sum_g / m), coefficients per (n, c)
+            coef_x = (-rstd2 * c1).repeat_interleave(Cg, dim=1)
             const = (mean2 * rstd2 * c1 - rstd2 * sum_g / m).repeat_interleave(Cg, dim=1)
             alpha = rstd2.repeat_interleave(Cg, dim=1)
             if gam is not None:
                 alpha = alpha * gam
-            dx = torch.empty_like(x)
-            dx3 = dx.view(N, C, -1)
-            torch.addcmul(const.unsqueeze(-1), dy3, alpha.unsqueeze(-1), out=dx3)
-            dx3.addcmul_(x3, coef_x)
+            torch.addcmul(const.view(N * C, 1), dy2, alpha.view(N * C, 1), out=dx2)
+            dx2.addcmul_(x2, coef_x.view(N * C, 1))
+        else:
+            dx = None
         if weight is not None and ctx.needs_input_grad[2]:
             mean_c = mean2.repeat_interleave(Cg, dim=1)
             rstd_c = rstd2.repeat_interleave(Cg, dim=1)
