@@ -47,8 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 
         exps = ["batch-size", "curves", "groups"] if args.experiment == "all" else [args.experiment]
         for exp in exps:
-            for p in plot_experiment(exp, args.preset, args.results_dir, args.figures_dir):
-                print(p)
+            try:
+                for p in plot_experiment(exp, args.preset, args.results_dir, args.figures_dir):
+                    print(p)
+            except FileNotFoundError as err:
+                if args.experiment != "all":
+                    raise SystemExit(str(err)) from None
+                print(f"skipped {exp}: {err}")
     return 0
 
 

@@ -15,6 +15,8 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
   its small-batch weakness shows), and at the end, for BN, a diagnostic error in **train mode**
   on test batches of the same size ``B`` (batch statistics, running statistics untouched);
 * the reported error is the median of the last ``median_last`` epochs (the paper: last 5);
+* ``batching="by_class"`` (a diagnostic, not the paper's set-up) makes batches non-iid: each
+  holds images of (mostly) one class, so BN's batch statistics differ from the population's;
 * a non-finite loss stops the run and is recorded as ``diverged`` with its epoch.
 
 :func:`train` returns a plain dict (JSON-ready); it never writes files.
@@ -62,6 +64,7 @@ class TrainConfig:
     strides: tuple[int, ...] = (2, 2)
     median_last: int = 3
     eval_batch: int = 1000
+    batching: str = "iid"           # or "by_class": every batch from (mostly) one class
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -193,8 +196,14 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     bar = tqdm(total=total, disable=not progress, leave=False,
                desc=f"{cfg.norm} B={B} seed={cfg.seed}")
     model.train()
+    if cfg.batching not in ("iid", "by_class"):
+        raise ValueError(f"unknown batching {cfg.batching!r}; use 'iid' or 'by_class'")
     for epoch in range(1, cfg.epochs + 1):
         perm = torch.randperm(len(xtr), generator=gen)
+        if cfg.batching == "by_class":   # non-iid: sort by label, cut into batches, shuffle them
+            perm = perm[torch.sort(ytr[perm], stable=True).indices][: steps_per_epoch * B]
+            perm = perm.view(steps_per_epoch, B)[torch.randperm(steps_per_epoch, generator=gen)]
+            perm = perm.reshape(-1)
         loss_sum = torch.zeros(()); wrong = torch.zeros((), dtype=torch.long)
         for s in range(steps_per_epoch):
             idx = perm[s * B:(s + 1) * B]

@@ -78,3 +78,12 @@ def test_config_roundtrip():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"nrom": "gn"})
+
+
+def test_by_class_batching_runs_and_differs():
+    base = dict(norm="bn", batch_size=8, **TINY)
+    a = train(TrainConfig(**base), tiny_data())
+    b = train(TrainConfig(batching="by_class", **base), tiny_data())
+    assert b["steps"] == a["steps"] and b["history"]["train_loss"] != a["history"]["train_loss"]
+    with pytest.raises(ValueError, match="batching"):
+        train(TrainConfig(batching="sorted", **base), tiny_data())

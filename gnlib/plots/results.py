@@ -97,7 +97,9 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER) -> Figur
     from ..experiments import history_frame
 
     df = history_frame(records)
-    df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)]
+    df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)] if len(df) else df
+    if not len(df):
+        raise FileNotFoundError(f"no finished runs at batch size {batch_size} for {tuple(norms)}")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
     hue_order = [n for n in norms if n in set(df["norm"])]
     from matplotlib.ticker import MaxNLocator
@@ -160,7 +162,11 @@ def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
 def plot_experiment(experiment: str, preset: str = "full",
                     results_dir: str | os.PathLike | None = None,
                     figures_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Redraw the figures of ``experiment`` from its results file; returns written paths."""
+    """Redraw the figures of ``experiment`` from its results file; returns written paths.
+
+    Names: ``batch_size``, ``bn_train_test``, ``curves_batch32``, ``groups`` (+ ``_<preset>``
+    unless the preset is ``full``), each as ``.png`` and ``.svg``.
+    """
     from ..experiments import PAPER, load_results, results_path
 
     recs = load_results(results_path(experiment, results_dir), preset)
@@ -177,7 +183,8 @@ def plot_experiment(experiment: str, preset: str = "full",
         figs = {"curves_batch32": plot_curves(recs, 32)}
     else:
         figs = {"groups": plot_groups(recs, paper=PAPER)}
+    suffix = "" if preset == "full" else f"_{preset}"
     for name, fig in figs.items():
-        written += save_figure(fig, out / name, formats=("png", "svg"))
+        written += save_figure(fig, out / f"{name}{suffix}", formats=("png", "svg"))
         plt.close(fig)
     return written
