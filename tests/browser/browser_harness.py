@@ -50,9 +50,10 @@ def in_ci() -> bool:
 
 
 def first_executable(candidates, env_name):
-    """``$env_name`` if set, else the first executable file of ``candidates`` (or None)."""
+    """``$env_name`` if set (None if that is not an executable file), else the first
+    executable file of ``candidates`` (or None)."""
     explicit = os.environ.get(env_name)
-    for path in ([explicit] if explicit else []) + list(candidates):
+    for path in [explicit] if explicit else candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return None

@@ -56,9 +56,11 @@ def browser_binaries() -> BrowserBinaries:
     missing = [name for name, path in (("chromium", chromium), ("chromium-driver", driver))
                if path is None]
     if missing:
+        looked = [os.environ.get(var) or ", ".join(paths) for var, paths in
+                  (("GNLIB_CHROMIUM", CHROMIUM_CANDIDATES),
+                   ("GNLIB_CHROMEDRIVER", CHROMEDRIVER_CANDIDATES))]
         msg = (f"browser test needs Debian's {' and '.join(missing)} "
-               f"(apt-get install chromium chromium-driver; looked in "
-               f"{CHROMIUM_CANDIDATES + CHROMEDRIVER_CANDIDATES})")
+               f"(apt-get install chromium chromium-driver; looked at {'; '.join(looked)})")
         if in_ci():
             pytest.fail(f"CI=true but {msg}", pytrace=False)
         pytest.skip(msg)
