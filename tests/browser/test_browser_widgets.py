@@ -44,6 +44,7 @@ CASES = [
     SliderCase("02-G-slider", "notebooks/02_normalization_sets_3d.ipynb", r"^\s*G\b", True),
     SliderCase("05-batch-size-slider", "notebooks/05_batch_size_plot.ipynb",
                r"batch|^\s*B\b|^\s*N\b", False),
+    SliderCase("06-G-slider", "notebooks/06_group_ablation.ipynb", r"^\s*G\b", False),
 ]
 
 # Browser console entries at level SEVERE that are not errors of the page.
