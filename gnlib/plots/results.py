@@ -80,7 +80,8 @@ def plot_bn_train_test(records: list[dict]) -> Figure:
     for col, label, style in (("val_error", "eval mode (running statistics)", "o-"),
                               ("val_error_train_mode", "train mode (batch statistics of B test images)", "s--")):
         s = df.groupby("batch_size")[col].agg(["mean", "std"])
-        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), fmt=style, capsize=3,
+        shift = 1.0 if col == "val_error" else 1.05          # keep the error bars apart
+        ax.errorbar(s.index * shift, s["mean"], yerr=s["std"].fillna(0), fmt=style, capsize=3,
                     color=NORM_COLORS["bn"], alpha=1.0 if col == "val_error" else 0.6, label=label)
     _batch_axis(ax, df["batch_size"].unique())
     ax.set_ylabel("test error (%)")
