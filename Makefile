@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gnlib-installed
 NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=900
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install data lab test test-unit test-notebooks bench figures execute clean
+.PHONY: install data lab test test-unit test-browser test-notebooks bench figures execute clean
 
 install: $(STAMP)
 
@@ -35,7 +35,10 @@ test: data
 	GNLIB_QUICK=1 $(PY) -m pytest tests notebooks $(NBVAL)
 
 test-unit: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not browser"
+
+test-browser: data
+	GNLIB_QUICK=1 $(PY) -m pytest tests/browser -v
 
 test-notebooks: data
 	GNLIB_QUICK=1 $(PY) -m pytest notebooks $(NBVAL)
