@@ -185,8 +185,8 @@ class GroupNormFunction(torch.autograd.Function):
     Implementation: only ``x`` and the per-group ``mean`` and ``rstd`` are saved. With the
     per-(n, c) sums :math:`s_{nc} = \sum \partial L/\partial y\cdot x` and
     :math:`b_{nc} = \sum \partial L/\partial y`, (B1) becomes
-    :math:`\partial L/\partial x = \alpha_{nc}\,\partial L/\partial y + \beta_{ng}\,x + c_{ng}`:
-    two reductions and one fused pass, no ``x_hat`` tensor is kept.
+    :math:`\partial L/\partial x = a_{nc}\,\partial L/\partial y + \kappa_{ng}\,x + c_{ng}`:
+    two reductions and two fused passes into one buffer; no ``x_hat`` tensor is kept.
     """
 
     @staticmethod
@@ -257,20 +257,21 @@ class GroupNormFunction(torch.autograd.Function):
             sum_gx = gs.view(N, G, Cg).sum(-1)                             # sum_S g_j x_j
             sum_gxhat = (sum_gx - mean2 * sum_g) * rstd2                   # sum_S g_j x_hat_j
             c1 = rstd2 * sum_gxhat / D                                     # coefficient of x_hat
-            # (B1) = g * r + x * (-r c1) + (mu r c1 - r sum_g / m), coefficients per (n, c)
-            coef_x = (-rstd2 * c1).repeat_interleave(Cg, dim=1)
-            const = (mean2 * rstd2 * c1 - rstd2 * sum_g / m).repeat_interleave(Cg, dim=1)
-            alpha = rstd2.repeat_interleave(Cg, dim=1)
+            # (B1) = g * r + x * (-r c1) + (mu r c1 - r sum_g / m): the x and constant terms
+            # have one coefficient per (n, g), the dL/dy term one per (n, c) (gamma_c r_ng).
+            coef_x = -rstd2 * c1                                           # (N, G)
+            const = mean2 * rstd2 * c1 - rstd2 * sum_g / m                 # (N, G)
+            alpha = rstd2.unsqueeze(-1).expand(N, G, Cg)                   # (N, G, C/G)
             if gam is not None:
-                alpha = alpha * gam
-            torch.addcmul(const.view(N * C, 1), dy2, alpha.view(N * C, 1), out=dx2)
-            dx2.addcmul_(x2, coef_x.view(N * C, 1))
+                alpha = alpha * gam.view(1, G, Cg)
+            dxg, xg = dx.view(N * G, -1), x.view(N * G, -1)               # one row per (n, g)
+            torch.addcmul(const.view(N * G, 1), xg, coef_x.view(N * G, 1), out=dxg)
+            dx2.addcmul_(dy2, alpha.reshape(N * C, 1))
         else:
             dx = None
         if weight is not None and ctx.needs_input_grad[2]:
-            mean_c = mean2.repeat_interleave(Cg, dim=1)
-            rstd_c = rstd2.repeat_interleave(Cg, dim=1)
-            dweight = ((s - mean_c * b) * rstd_c).sum(0)                   # (B2) gamma
+            s_hat = s.view(N, G, Cg) - mean2.unsqueeze(-1) * b.view(N, G, Cg)  # sum dL/dy (x - mu)
+            dweight = (s_hat * rstd2.unsqueeze(-1)).sum(0).view(C)             # (B2) gamma
         if ctx.has_bias and ctx.needs_input_grad[3]:
             dbias = b.sum(0)                                               # (B2) beta
         return dx, None, dweight, dbias, None, None
