@@ -119,18 +119,13 @@ def _face_grid(lo: Sequence[int], hi: Sequence[int], axis: int, at: int) -> list
     """Unit grid lines on the face ``coord[axis] == at`` of the box ``lo..hi``."""
     u, v = [a for a in range(3) if a != axis]
     segs = []
-    for t in range(lo[u], hi[u] + 1):
-        p, q = [0, 0, 0], [0, 0, 0]
-        p[axis] = q[axis] = at
-        p[u] = q[u] = t
-        p[v], q[v] = lo[v], hi[v]
-        segs.append([tuple(p), tuple(q)])
-    for t in range(lo[v], hi[v] + 1):
-        p, q = [0, 0, 0], [0, 0, 0]
-        p[axis] = q[axis] = at
-        p[v] = q[v] = t
-        p[u], q[u] = lo[u], hi[u]
-        segs.append([tuple(p), tuple(q)])
+    for across, along in ((u, v), (v, u)):  # lines at each integer of one axis, along the other
+        for t in range(lo[across], hi[across] + 1):
+            p, q = [0, 0, 0], [0, 0, 0]
+            p[axis] = q[axis] = at
+            p[across] = q[across] = t
+            p[along], q[along] = lo[along], hi[along]
+            segs.append([tuple(p), tuple(q)])
     return segs
 
 
