@@ -13,6 +13,7 @@ Nothing is computed here: the drawing is :mod:`gnlib.plots.cubes`, the numbers a
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,7 +29,7 @@ from .plots.cubes import (
 )
 from .sets import SET_KINDS, StatisticsCheck, example_feature_map, statistics_check
 
-__all__ = ["SetsExplorer", "explorer_controls", "sets_explorer"]
+__all__ = ["SetsExplorer", "explorer_controls", "figure_png", "figure_slider", "sets_explorer"]
 
 KIND_OPTIONS = [("BN", "bn"), ("LN", "ln"), ("IN", "in"), ("GN", "gn")]
 
@@ -251,3 +252,34 @@ def sets_explorer(**kwargs: Any) -> Any:
     box, controls = explorer_controls(explorer)
     box.explorer, box.controls = explorer, controls
     return box
+
+
+# --------------------------------------------------------------------------------------
+# A slider that picks which figure to show (notebooks 05 and 06)
+# --------------------------------------------------------------------------------------
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """``fig`` as PNG bytes, then closed (so notebooks do not also display it)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_slider(
+    draw: Callable[[Any], Figure], options: Sequence[Any], value: Any, description: str
+) -> Any:
+    """A ``SelectionSlider`` over ``options`` above an image of ``draw(option)``.
+
+    The figure is redrawn when the slider is released (``continuous_update=False``) and shown
+    as a PNG ``Image`` widget, which renders the same with or without a live frontend.
+    """
+    import ipywidgets as widgets
+
+    image = widgets.Image(value=figure_png(draw(value)), format="png")
+    slider = widgets.SelectionSlider(options=list(options), value=value,
+                                     description=description, continuous_update=False)
+    slider.observe(lambda change: setattr(image, "value", figure_png(draw(change["new"]))),
+                   names="value")
+    return widgets.VBox([slider, image])

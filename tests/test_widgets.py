@@ -126,3 +126,21 @@ def test_gn_numbers_do_not_depend_on_the_batch_but_bn_numbers_do(explorer: SetsE
     bn_small = explorer.stats.mean_mask
     explorer.update(N=8)
     assert explorer.stats.mean_mask != bn_small
+
+
+def test_figure_slider_redraws_the_image_for_the_chosen_option() -> None:
+    from matplotlib.figure import Figure
+
+    from gnlib.widgets import figure_slider
+
+    def draw(k: int) -> Figure:
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().plot([0, 1], [0, k])
+        return fig
+
+    box = figure_slider(draw, [1, 2, 3], 1, "k")
+    slider, image = box.children
+    before = image.value
+    assert list(slider.options) == [1, 2, 3] and slider.description == "k"
+    slider.value = 3
+    assert image.value != before and image.value[:4] == b"\x89PNG"
