@@ -1,18 +1,29 @@
 """Every gnlib figure, drawn from data passed in (never by training).
 
 * :mod:`gnlib.plots.style`: colours, labels, saving;
+* :mod:`gnlib.plots.theory`: the variance estimator, eps, BN's batch dependence (notebook 01);
 * :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
-* :mod:`gnlib.plots.results`: training results (batch size, curves, groups; notebooks 04-06);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
+* :mod:`gnlib.plots.results`: training results (batch size, curves, groups; notebooks 04-06).
 """
-from .speed import plot_fwd_bwd_times
+from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
 from .results import (plot_batch_size, plot_bn_train_test, plot_curves, plot_experiment,
                       plot_groups)
+from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
-__all__ = ["NORM_COLORS", "NORM_LABELS", "plot_fwd_bwd_times", "save_figure"]
-__all__ += ["plot_batch_size", "plot_bn_train_test", "plot_curves", "plot_experiment",
-            "plot_groups"]
-from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure  # noqa: E402
-
-__all__ += ["draw_cube", "draw_membership", "group_membership_figure", "sets_figure"]
+__all__ = [
+    "NORM_COLORS",
+    "NORM_LABELS",
+    "draw_cube",
+    "draw_membership",
+    "group_membership_figure",
+    "plot_batch_size",
+    "plot_bn_train_test",
+    "plot_curves",
+    "plot_experiment",
+    "plot_fwd_bwd_times",
+    "plot_groups",
+    "save_figure",
+    "sets_figure",
+]

@@ -4,10 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.rcParams.setdefault("svg.hashsalt", "gnlib")  # reproducible SVG ids
-
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
 __all__ = ["NORM_COLORS", "NORM_LABELS", "save_figure"]
 
@@ -42,7 +39,8 @@ def save_figure(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png"
     for fmt in formats:
         target = path.with_suffix("." + fmt)
         meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
-        fig.savefig(target, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
+        with matplotlib.rc_context({"svg.hashsalt": "gnlib"}):  # reproducible SVG ids
+            fig.savefig(target, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
         written.append(target)
     return written
 
