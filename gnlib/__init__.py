@@ -8,6 +8,7 @@ from .config import is_quick, setup
 from .data import DataNotFoundError, load_fashion_mnist, to_float
 from .norms import (
     BatchRenorm2d,
+    GhostBatchNorm2d,
     GroupNorm,
     WSConv2d,
     group_norm,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchRenorm2d",
+    "GhostBatchNorm2d",
     "DataNotFoundError",
     "GroupNorm",
     "group_norm",

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-CHOICES = ("batch-size", "curves", "groups", "all")
+CHOICES = ("batch-size", "curves", "groups", "small-batch", "non-iid", "all")
 
 
 def _expand(what: str) -> list[str]:
-    return ["batch-size", "groups"] if what == "all" else [what]
+    return ["batch-size", "groups", "small-batch", "non-iid"] if what == "all" else [what]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,13 @@
 * :data:`PRESETS`: ``quick`` (seconds, for notebooks and CI) and ``full`` (the committed
   results); :func:`grid` expands an experiment into a list of :class:`~gnlib.train.TrainConfig`.
 * Experiments: ``batch-size`` (BN/LN/IN/GN x B = 32..2, the paper's Figure 1), ``curves``
-  (its batch-32 runs, Figure 4; stored in ``batch-size.jsonl``, so they are shared), and
-  ``groups`` (GN at B = 32 with a G sweep and a channels-per-group sweep, Table 3).
+  (its batch-32 runs, Figure 4; stored in ``batch-size.jsonl``, so they are shared),
+  ``groups`` (GN at B = 32 with a G sweep and a channels-per-group sweep, Table 3), and two
+  beyond the paper: ``small-batch`` (BN / Batch Renorm / GN / GN+WS at B = 4 and 2) and
+  ``non-iid`` (BN vs GN at B = 32 on simulated devices whose slices are i.i.d., one image, or
+  one class; :class:`~gnlib.train.TrainConfig` ``devices`` and ``batching``). Runs that are
+  already in another experiment's file with the same config (BN and GN at B = 4, 2; the
+  i.i.d. B = 32 runs) are reused, not rerun (:data:`REUSES`, :func:`load_experiment`).
 * :func:`run_grid` runs the configs in worker processes (``spawn``, 1 thread each). Each worker
   appends one JSON line per finished run to ``results/<file>.jsonl`` with
   :func:`append_record`: an exclusive ``flock`` on the file, one ``write`` of the whole line,
@@ -31,15 +36,29 @@ from typing import Any, Iterable
 
 from .train import TrainConfig
 
-__all__ = ["EXPERIMENTS", "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
+__all__ = ["EXPERIMENTS", "NON_IID_CONDITIONS", "REUSES", "load_experiment", "non_iid_label",
+           "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
            "load_results", "machine_info", "pending", "results_path", "run_grid"]
 
 #: ``results/`` of the repository (``GNLIB_RESULTS`` overrides it).
 RESULTS_DIR = Path(os.environ.get("GNLIB_RESULTS") or Path(__file__).resolve().parent.parent / "results")
-EXPERIMENTS = ("batch-size", "curves", "groups")
+EXPERIMENTS = ("batch-size", "curves", "groups", "small-batch", "non-iid")
 #: ``curves`` re-uses the batch-32 runs of the batch-size grid.
-RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "groups"}
+RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "groups",
+               "small-batch": "small-batch", "non-iid": "non-iid"}
+#: Other results files whose runs an experiment's grid may contain (same identity = same run).
+REUSES = {"small-batch": ("batch-size",), "non-iid": ("batch-size",)}
+
+#: The ``non-iid`` conditions, as ``(label, batching, devices)`` at B = 32: one step on the
+#: whole batch, BN statistics per device slice of ``32 / devices`` images.
+NON_IID_CONDITIONS = (
+    ("shuffled", "iid", 1),                    # the paper's set-up at B = 32
+    ("2 classes per batch", "non-iid-2", 1),  # the whole batch from 2 classes
+    ("16 devices x 2, i.i.d.", "iid", 16),     # BN statistics over 2 images
+    ("32 devices x 1", "iid", 32),             # BN statistics over 1 image
+    ("16 devices x 2, 1 class each", "non-iid-1", 16),
+)
 
 NORMS = ("bn", "ln", "in", "gn")
 BATCH_SIZES = (32, 16, 8, 4, 2)
@@ -54,6 +73,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "groups": (64, 32, 16, 8, 4, 2, 1),
         "channels_per_group": (64, 32, 16, 8, 4, 2, 1),
         "groups_batch": 32,
+        "small_batch_norms": ("bn", "br", "gn", "gn+ws"),
+        "small_batch_sizes": (4, 2),
+        "non_iid_conditions": NON_IID_CONDITIONS,
     },
     "quick": {
         "train": dict(train_size=1000, test_size=1000, epochs=2, base_lr=0.2),
@@ -61,8 +83,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "groups": (32, 8, 1),
         "channels_per_group": (16, 2),
         "groups_batch": 32,
+        "small_batch_norms": ("bn", "br", "gn", "gn+ws"),
+        "small_batch_sizes": (2,),
+        "non_iid_conditions": (NON_IID_CONDITIONS[0], NON_IID_CONDITIONS[-1]),
     },
 }
+
+
+def non_iid_label(cfg: TrainConfig | dict) -> str:
+    """The :data:`NON_IID_CONDITIONS` label of a config (``"other"`` if none matches)."""
+    c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    for label, batching, devices in NON_IID_CONDITIONS:
+        if c.get("batching", "iid") == batching and c.get("devices", 1) == devices:
+            return label
+    return "other"
 
 
 def grid(experiment: str, preset: str = "full", seeds: int = 3,
@@ -76,7 +110,16 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
     p = PRESETS[preset]
     out: list[TrainConfig] = []
     for seed in range(seeds):
-        if experiment in ("batch-size", "curves"):
+        if experiment == "small-batch":
+            out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
+                    for b in sorted(p["small_batch_sizes"]) for n in p["small_batch_norms"]]
+        elif experiment == "non-iid":
+            # GN never looks across samples, so per-device i.i.d. slices change nothing for it
+            out += [TrainConfig(norm=n, batch_size=32, batching=bt, devices=d, seed=seed,
+                                **p["train"])
+                    for _, bt, d in p["non_iid_conditions"] for n in ("bn", "gn")
+                    if n == "bn" or bt != "iid" or d == 1]
+        elif experiment in ("batch-size", "curves"):
             bss = sorted(p["batch_sizes"]) if experiment == "batch-size" else [32]
             out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
                     for b in bss for n in norms]
@@ -182,12 +225,27 @@ def machine_info() -> dict[str, Any]:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
-def pending(configs: list[TrainConfig], preset: str, path: Path, force: bool) -> list[TrainConfig]:
-    """The configs whose identity is not in ``path`` yet (all of them with ``force``)."""
+def pending(configs: list[TrainConfig], preset: str, path: Path, force: bool,
+            also: Iterable[Path] = ()) -> list[TrainConfig]:
+    """The configs whose identity is not in ``path`` (or in the files ``also``) yet; all of
+    them with ``force``."""
     if force:
         return list(configs)
-    done = {_record_identity(r) for r in load_results(path)}
+    done = {_record_identity(r) for f in (path, *also) for r in load_results(f)}
     return [c for c in configs if identity(preset, c) not in done]
+
+
+def load_experiment(experiment: str, preset: str = "full", seeds: int = 3,
+                    results_dir: str | os.PathLike | None = None) -> list[dict]:
+    """The records of ``experiment``'s grid: its own file plus the runs it reuses from the
+    files in :data:`REUSES` (only those whose config is in the grid)."""
+    wanted = {identity(preset, c) for c in grid(experiment, preset, seeds)}
+    recs = load_results(results_path(experiment, results_dir), preset)
+    have = {_record_identity(r) for r in recs}
+    for other in REUSES.get(experiment, ()):
+        recs += [r for r in load_results(results_path(other, results_dir), preset)
+                 if _record_identity(r) in wanted and _record_identity(r) not in have]
+    return [r for r in recs if _record_identity(r) in wanted]
 
 
 def _init_worker() -> None:
@@ -216,7 +274,8 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
     """
     path = results_path(experiment, results_dir)
     configs = grid(experiment, preset, seeds) if configs is None else configs
-    todo = pending(configs, preset, path, force)
+    also = [results_path(o, results_dir) for o in REUSES.get(experiment, ())]
+    todo = pending(configs, preset, path, force, also)
     log(f"{experiment} ({preset}): {len(configs)} runs, {len(configs) - len(todo)} done, "
         f"{len(todo)} to run -> {path}")
     meta = {"experiment": experiment, "preset": preset, "git_commit": git_commit(),
@@ -226,8 +285,9 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
 
     def report(i: int, c: TrainConfig, s: dict) -> None:
         err = "diverged" if s["diverged"] else f"val {s['val_error']:.2f}%"
+        extra = f" {c.batching} devices={c.devices}" if (c.batching, c.devices) != ("iid", 1) else ""
         log(f"[{i}/{len(todo)}] {c.norm} G={c.groups} cpg={c.channels_per_group} "
-            f"B={c.batch_size} seed={c.seed}: {err} ({s['wall_s']:.0f} s; "
+            f"B={c.batch_size}{extra} seed={c.seed}: {err} ({s['wall_s']:.0f} s; "
             f"elapsed {time.perf_counter() - t0:.0f} s)")
 
     if workers <= 0:
@@ -270,6 +330,7 @@ def runs_frame(records: list[dict]):
         rows.append({"norm": c["norm"], "groups": c["groups"],
                      "channels_per_group": c["channels_per_group"],
                      "batch_size": c["batch_size"], "seed": c["seed"], "epochs": c["epochs"],
+                     "batching": c.get("batching", "iid"), "devices": c.get("devices", 1),
                      "val_error": r["val_error"], "train_error": r["train_error"],
                      "val_error_train_mode": r.get("val_error_train_mode"),
                      "diverged": r["diverged"], "wall_s": r["wall_s"]})

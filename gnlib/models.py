@@ -9,8 +9,10 @@ r"""Small residual CNNs for 28x28 inputs with a pluggable normalization layer.
     BasicBlock:  y = ReLU( norm2(conv3x3(ReLU(norm1(conv3x3(x))))) + shortcut(x) )
 
 ``shortcut`` is the identity, or ``norm(conv1x1(x))`` when the shape changes. Every norm is
-``make_norm(kind, C, groups)`` from :mod:`gnlib.norms`, so BN / LN / IN / GN / none plug in
-without touching the model.
+``make_norm(kind, C, groups)`` from :mod:`gnlib.norms`, so BN / LN / IN / GN / BR / none plug
+in without touching the model. ``"gn+ws"`` is GN with every convolution a
+:class:`~gnlib.norms.WSConv2d` (Weight Standardization, Qiao et al. 2019), and ``bn_splits > 1``
+gives BN with per-device statistics (:class:`~gnlib.norms.GhostBatchNorm2d`).
 
 Initialisation as in the GN paper: He (Kaiming) normal for convolutions (fan-out, ReLU gain
 :math:`\sqrt{2/\text{fan}_\text{out}}`), :math:`\gamma = 1, \beta = 0` for every norm except the
@@ -39,9 +41,12 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .norms import make_norm
+from .norms import BatchRenorm, convert_to_ws, make_norm
 
-__all__ = ["DEFAULT_ARCH", "BasicBlock", "ResNetSmall", "build_model", "count_macs",
+#: The ``norm`` names :class:`ResNetSmall` accepts.
+MODEL_NORMS = ("bn", "ln", "in", "gn", "gn+ws", "br", "none")
+
+__all__ = ["DEFAULT_ARCH", "MODEL_NORMS", "BasicBlock", "ResNetSmall", "build_model", "count_macs",
            "count_params", "norm_layers", "residual_last_norms"]
 
 #: The architecture used by the experiments unless a config says otherwise.
@@ -55,8 +60,10 @@ class NormFactory:
     per layer instead (then ``C / G`` is the same in every layer that is wide enough).
     """
 
-    def __init__(self, kind: str, groups: int = 32, channels_per_group: int | None = None):
+    def __init__(self, kind: str, groups: int = 32, channels_per_group: int | None = None,
+                 bn_splits: int = 1):
         self.kind = kind
+        self.bn_splits = bn_splits
         self.groups = groups
         self.channels_per_group = channels_per_group
         if channels_per_group is not None and channels_per_group <= 0:
@@ -66,6 +73,8 @@ class NormFactory:
         groups = self.groups
         if self.kind == "gn" and self.channels_per_group is not None:
             groups = max(1, channels // self.channels_per_group)
+        if self.kind == "bn" and self.bn_splits > 1:
+            return make_norm("bn", channels, splits=self.bn_splits)
         return make_norm(self.kind, channels, groups=groups)
 
 
@@ -100,13 +109,16 @@ class ResNetSmall(nn.Module):
     """A residual CNN for ``(N, in_channels, 28, 28)`` inputs; see the module docstring.
 
     Args:
-        norm: ``"bn"``, ``"ln"``, ``"in"``, ``"gn"`` or ``"none"`` (passed to ``make_norm``).
+        norm: ``"bn"``, ``"ln"``, ``"in"``, ``"gn"``, ``"br"``, ``"none"`` (passed to
+            ``make_norm``) or ``"gn+ws"`` (GN, and Weight Standardization in every conv).
         widths: channels of each stage; stage ``i > 0`` halves the resolution.
         blocks: residual blocks per stage.
         groups: ``G`` for GN.
         channels_per_group: if set, GN uses ``G = C // channels_per_group`` per layer.
         stem_stride: 1 keeps 28x28 after the stem, 2 gives 14x14 (4x cheaper).
         strides: stride of the first block of each stage (default 1, 2, 2, ...).
+        bn_splits: BN only: normalize each of ``bn_splits`` equal slices of a training batch by
+            its own statistics (BN on ``bn_splits`` data-parallel devices).
     """
 
     def __init__(
@@ -120,14 +132,20 @@ class ResNetSmall(nn.Module):
         strides: Sequence[int] | None = DEFAULT_ARCH["strides"],
         num_classes: int = 10,
         in_channels: int = 1,
+        bn_splits: int = 1,
     ):
         super().__init__()
+        if norm not in MODEL_NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {MODEL_NORMS}")
+        if bn_splits != 1 and norm != "bn":
+            raise ValueError(f"bn_splits={bn_splits} applies to norm 'bn' only, not {norm!r}")
         if len(widths) != len(blocks) or not widths:
             raise ValueError(f"widths {widths} and blocks {blocks} need the same, non-zero length")
         strides = tuple(strides) if strides is not None else (1,) + (2,) * (len(widths) - 1)
         if len(strides) != len(widths):
             raise ValueError(f"strides {strides} must have one entry per stage {widths}")
-        factory = NormFactory(norm, groups, channels_per_group)
+        ws = norm == "gn+ws"
+        factory = NormFactory("gn" if ws else norm, groups, channels_per_group, bn_splits)
         self.norm_kind = norm
         self.stem = nn.Sequential(
             conv3x3(in_channels, widths[0], stem_stride), factory(widths[0]), nn.ReLU(inplace=True)
@@ -141,6 +159,8 @@ class ResNetSmall(nn.Module):
         self.stages = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
+        if ws:
+            convert_to_ws(self)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -163,12 +183,12 @@ class ResNetSmall(nn.Module):
 
 
 def norm_layers(model: nn.Module) -> list[nn.Module]:
-    """Every normalization layer of ``model`` (BN or GN family), in order."""
+    """Every normalization layer of ``model`` (BN, BR or GN family), in order."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
     from .norms import GroupNorm
 
-    return [m for m in model.modules() if isinstance(m, (_BatchNorm, GroupNorm, nn.GroupNorm))]
+    return [m for m in model.modules() if isinstance(m, (_BatchNorm, BatchRenorm, GroupNorm, nn.GroupNorm))]
 
 
 def residual_last_norms(model: nn.Module) -> list[nn.Module]:

@@ -48,6 +48,7 @@ __all__ = [
     "BatchRenorm1d",
     "BatchRenorm2d",
     "BatchRenorm3d",
+    "GhostBatchNorm2d",
     "RenormSchedule",
     "WSConv2d",
     "convert_to_ws",
@@ -386,6 +387,7 @@ def make_norm(
     r_max: "float | RenormSchedule" = 1.5,
     d_max: float = 0.5,
     momentum: float = 0.1,
+    splits: int = 1,
 ) -> nn.Module:
     """Return a normalization layer for ``num_channels`` channels.
 
@@ -401,14 +403,26 @@ def make_norm(
       setting, ``r_max=RenormSchedule.paper(steps)`` the BR paper's warm-up.
 
     ``unbiased`` applies to the GN family; BN keeps PyTorch's (biased) batch statistics.
-    ``r_max``, ``d_max``, ``momentum`` (keyword-only) apply to ``"br"`` only.
+    ``r_max``, ``d_max``, ``momentum`` (keyword-only) apply to ``"br"`` only. ``splits``
+    (keyword-only, ``"bn"`` with ``spatial_dims=2`` only): ``splits > 1`` returns a
+    :class:`GhostBatchNorm2d` that normalizes each of ``splits`` equal slices of the batch by
+    its own statistics, as BN does on each of ``splits`` data-parallel devices.
     """
     kind = kind.lower() if isinstance(kind, str) else kind
     if kind not in NORM_KINDS:
         raise ValueError(f"unknown norm kind {kind!r}; choose one of {NORM_KINDS}")
     if kind == "none":
         return nn.Identity()
+    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+        raise ValueError(f"splits must be a positive int, got {splits!r}")
+    if splits > 1 and kind != "bn":
+        raise ValueError(f"splits={splits} (per-device statistics) applies to kind 'bn' only, "
+                         f"not {kind!r}")
     if kind == "bn":
+        if splits > 1:
+            if spatial_dims != 2:
+                raise ValueError(f"splits > 1 needs spatial_dims=2, got {spatial_dims}")
+            return GhostBatchNorm2d(num_channels, splits, eps=eps)
         if spatial_dims not in _BATCH_NORMS:
             raise ValueError(f"spatial_dims must be 1, 2 or 3 for BN, got {spatial_dims}")
         return _BATCH_NORMS[spatial_dims](num_channels, eps=eps)
@@ -723,6 +737,79 @@ class BatchRenorm3d(BatchRenorm):
 
 
 _BATCH_RENORMS = {1: BatchRenorm1d, 2: BatchRenorm2d, 3: BatchRenorm3d}
+
+
+# --------------------------------------------------------------------------------------
+# BN with per-device statistics ("ghost" batches, Hoffer et al. 2017)
+# --------------------------------------------------------------------------------------
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    r"""BN whose training statistics come from ``splits`` equal slices of the batch.
+
+    A batch of ``N = splits * n`` images is cut into ``splits`` consecutive slices
+    :math:`B_1, \dots, B_d` of ``n`` images, and every slice is normalized by its own
+    statistics, :math:`S_i = \{k \mid k_C = i_C,\ k_N \in B(i)\}`:
+
+    .. math::
+
+        \hat x_i = \frac{x_i - \mu_{B(i)}}{\sqrt{\sigma^2_{B(i)} + \epsilon}}, \qquad
+        y_i = \gamma\,\hat x_i + \beta
+
+    That is what BN computes in data-parallel training with ``n`` images per device (the GN
+    paper's setting: statistics per GPU, gradients averaged over all of them), simulated on
+    one process: the gradient step sees the whole batch of ``N``, the statistics only ``n``.
+    The running statistics are updated once per batch with the slices' averages,
+    :math:`\mu \mathrel{+}= \alpha(\bar\mu_B - \mu)`,
+    :math:`\sigma^2 \mathrel{+}= \alpha(\overline{\sigma^2_B}\,\tfrac{m}{m-1} - \sigma^2)`
+    (``m = n H W``): what averaging the devices' buffers would give. Note that
+    :math:`\overline{\sigma^2_B}` is the *within*-slice variance: when a slice holds one class
+    (non-i.i.d. devices), the between-class variance never reaches the running statistics.
+
+    With ``splits=1`` it is :class:`torch.nn.BatchNorm2d`; eval mode is always the usual
+    inference formula with the running statistics.
+    """
+
+    def __init__(self, num_features: int, splits: int, eps: float = 1e-5, momentum: float = 0.1,
+                 **kwargs: Any) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, **kwargs)
+        if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+            raise ValueError(f"splits must be a positive int, got {splits!r}")
+        self.splits = splits
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.splits == 1:
+            return super().forward(x)
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            raise ValueError(f"GhostBatchNorm2d expects (N, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        N, C, H, W = x.shape
+        if C != self.num_features:
+            raise ValueError(f"GhostBatchNorm2d was built for num_features={self.num_features} "
+                             f"but got {C} channels (shape {tuple(x.shape)})")
+        d = self.splits
+        if N % d:
+            raise ValueError(f"batch of {N} cannot be split into {d} equal slices "
+                             f"(per-device statistics need N divisible by splits)")
+        m = (N // d) * H * W
+        if m < 2:
+            raise ValueError(f"each slice has 1 value per channel (input {tuple(x.shape)}, "
+                             f"splits={d}): BN needs more than 1 value per channel")
+        xs = x.reshape(d, N // d, C, H, W)
+        mean = xs.mean(dim=(1, 3, 4), keepdim=True)                     # mu_B per slice
+        xc = xs - mean
+        var = (xc * xc).mean(dim=(1, 3, 4), keepdim=True)               # biased sigma_B^2
+        xhat = (xc * torch.rsqrt(var + self.eps)).reshape(N, C, H, W)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                a = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.lerp_(mean.mean(0).flatten(), a)
+                self.running_var.lerp_(var.mean(0).flatten() * (m / (m - 1)), a)
+                self.num_batches_tracked.add_(1)
+        if self.affine:
+            return xhat * self.weight.view(1, C, 1, 1) + self.bias.view(1, C, 1, 1)
+        return xhat
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", splits={self.splits}"
 
 
 # --------------------------------------------------------------------------------------

@@ -15,8 +15,14 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
   its small-batch weakness shows), and at the end, for BN, a diagnostic error in **train mode**
   on test batches of the same size ``B`` (batch statistics, running statistics untouched);
 * the reported error is the median of the last ``median_last`` epochs (the paper: last 5);
-* ``batching="by_class"`` (a diagnostic, not the paper's set-up) makes batches non-iid: each
-  holds images of (mostly) one class, so BN's batch statistics differ from the population's;
+* ``devices = d > 1`` simulates data-parallel training on ``d`` devices with ``B / d`` images
+  each: one SGD step on the whole batch of ``B`` (gradients averaged, lr for ``B``), but BN
+  statistics per device (:class:`~gnlib.norms.GhostBatchNorm2d`), the paper's per-GPU BN;
+* ``batching`` (beyond the paper): ``"iid"`` (shuffled), or ``"non-iid-1"`` / ``"non-iid-2"``:
+  every device's slice of ``B / d`` images comes from one class / one random pair of classes
+  (:mod:`gnlib.sampling`; with ``d = 1`` the whole batch), as on federated clients;
+* for BN and BR, each epoch records how far the running statistics are from the statistics
+  of the data they should describe (:func:`bn_statistics_gap`);
 * a non-finite loss stops the run and is recorded as ``diverged`` with its epoch.
 
 :func:`train` returns a plain dict (JSON-ready); it never writes files.
@@ -36,7 +42,9 @@ from torch import Tensor, nn
 
 from .models import build_model
 
-__all__ = ["TrainConfig", "evaluate", "get_data", "lr_at", "scaled_lr", "synthetic_data", "train"]
+BATCHINGS = ("iid", "non-iid-1", "non-iid-2")
+
+__all__ = ["BATCHINGS", "TrainConfig", "bn_statistics_gap", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr", "synthetic_data", "train"]
 
 BASE_BATCH = 32
 
@@ -64,7 +72,8 @@ class TrainConfig:
     strides: tuple[int, ...] = (2, 2)
     median_last: int = 3
     eval_batch: int = 1000
-    batching: str = "iid"           # or "by_class": every batch from (mostly) one class
+    batching: str = "iid"           # or "non-iid-1" / "non-iid-2": 1 or 2 classes per device slice
+    devices: int = 1                # simulated data-parallel devices (BN statistics per device)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,6 +170,72 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000,
     return 100.0 * wrong / max(seen, 1)
 
 
+@torch.no_grad()
+def bn_statistics_gap(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, float]:
+    r"""How well the running statistics of every BN / BR layer describe the data ``x``.
+
+    In eval mode (the network inference runs), hooks collect each layer's input over ``x`` and
+    compute the per-channel population statistics :math:`\mu_c, \sigma_c^2`; against the
+    layer's running :math:`\hat\mu_c, \hat\sigma_c^2` this returns, averaged over the layers'
+    channels, ``"mean_gap"`` :math:`= |\hat\mu_c - \mu_c| / \sigma_c` and ``"var_ratio"``
+    :math:`= \hat\sigma_c^2 / \sigma_c^2` (1 and 0 when the running statistics are exact).
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from .norms import BatchRenorm
+
+    layers = [m for m in model.modules() if isinstance(m, (_BatchNorm, BatchRenorm))
+              and getattr(m, "running_mean", None) is not None]
+    if not layers:
+        return {}
+    sums: dict[int, list[Tensor]] = {}
+
+    def hook(m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+        v = inp[0].double()
+        s = sums.setdefault(id(m), [torch.zeros(v.shape[1], dtype=torch.float64),
+                                    torch.zeros(v.shape[1], dtype=torch.float64), 0])
+        dims = [0] + list(range(2, v.dim()))
+        s[0] += v.sum(dims); s[1] += (v * v).sum(dims); s[2] += v.numel() // v.shape[1]
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    gaps, ratios = [], []
+    for m in layers:
+        s1, s2, n = sums[id(m)]
+        mu = s1 / n
+        var = (s2 / n - mu * mu).clamp_min(1e-12)
+        gaps.append(((m.running_mean.double() - mu).abs() / var.sqrt()).mean())
+        ratios.append((m.running_var.double() / var).mean())
+    return {"mean_gap": round(torch.stack(gaps).mean().item(), 5),
+            "var_ratio": round(torch.stack(ratios).mean().item(), 5)}
+
+
+def epoch_batches(cfg: TrainConfig, labels: Tensor, gen: torch.Generator) -> Tensor:
+    """One epoch's training batches as a ``(steps, B)`` index tensor.
+
+    ``"iid"``: slices of one random permutation (the last partial batch dropped). Non-i.i.d.:
+    :func:`gnlib.sampling.non_iid_batches` draws slices of ``B / devices`` images from one class
+    (or pair), and ``devices`` consecutive slices form a step (device ``k`` gets slice ``k``).
+    """
+    from .sampling import non_iid_batches
+
+    B, d = cfg.batch_size, cfg.devices
+    if cfg.batching == "iid":
+        steps = len(labels) // B
+        return torch.randperm(len(labels), generator=gen)[: steps * B].view(steps, B)
+    slices = non_iid_batches(labels, B // d, int(cfg.batching[-1]), gen, drop_last=True)
+    steps = len(slices) // d
+    return torch.stack(slices[: steps * d]).view(steps, B)
+
+
 def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
           progress: bool = False, model: nn.Module | None = None) -> dict[str, Any]:
     """Train one model and return ``{"config", "val_error", "train_error", "diverged", ...,
@@ -177,39 +252,46 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     B = cfg.batch_size
     if B > len(xtr):
         raise ValueError(f"batch_size {B} exceeds the training set ({len(xtr)})")
+    if cfg.batching not in BATCHINGS:
+        raise ValueError(f"unknown batching {cfg.batching!r}; choose one of {BATCHINGS}")
+    if isinstance(cfg.devices, bool) or not isinstance(cfg.devices, int) or cfg.devices < 1 \
+            or B % cfg.devices:
+        raise ValueError(f"devices must be a positive divisor of batch_size {B}, "
+                         f"got {cfg.devices!r}")
+    if cfg.devices > 1 and cfg.norm == "br":
+        raise ValueError("devices > 1 (per-device statistics) is implemented for 'bn' only")
     t0 = time.perf_counter()
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = build_model(cfg.norm, widths=cfg.widths, blocks=cfg.blocks, groups=cfg.groups,
                                 channels_per_group=cfg.channels_per_group,
-                                stem_stride=cfg.stem_stride, strides=cfg.strides)
+                                stem_stride=cfg.stem_stride, strides=cfg.strides,
+                                bn_splits=cfg.devices if cfg.norm == "bn" else 1)
     lr = cfg.lr
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(xtr) // B
-    total = steps_per_epoch * cfg.epochs
-    hist: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_error", "val_error", "lr")}
+    steps_per_epoch = len(xtr) // B if cfg.batching == "iid" else \
+        len(epoch_batches(cfg, ytr, torch.Generator().manual_seed(cfg.seed)))
+    total = steps_per_epoch * cfg.epochs    # (non-iid epochs may differ by a step: lr_at clamps)
+    track_stats = cfg.norm in ("bn", "br")
+    stats_x = xtr[:2000]
+    keys = ["epoch", "train_loss", "train_error", "val_error", "lr"]
+    keys += ["bn_mean_gap", "bn_var_ratio"] if track_stats else []
+    hist: dict[str, list] = {k: [] for k in keys}
     diverged_epoch = None
     step = 0
     bar = tqdm(total=total, disable=not progress, leave=False,
                desc=f"{cfg.norm} B={B} seed={cfg.seed}")
     model.train()
-    if cfg.batching not in ("iid", "by_class"):
-        raise ValueError(f"unknown batching {cfg.batching!r}; use 'iid' or 'by_class'")
     for epoch in range(1, cfg.epochs + 1):
-        perm = torch.randperm(len(xtr), generator=gen)
-        if cfg.batching == "by_class":   # non-iid: sort by label, cut into batches, shuffle them
-            perm = perm[torch.sort(ytr[perm], stable=True).indices][: steps_per_epoch * B]
-            perm = perm.view(steps_per_epoch, B)[torch.randperm(steps_per_epoch, generator=gen)]
-            perm = perm.reshape(-1)
+        batches = epoch_batches(cfg, ytr, gen)
         loss_sum = torch.zeros(()); wrong = torch.zeros((), dtype=torch.long)
-        for s in range(steps_per_epoch):
-            idx = perm[s * B:(s + 1) * B]
+        for idx in batches:
             xb, yb = xtr[idx], ytr[idx]
             for gparam in opt.param_groups:
-                gparam["lr"] = lr_at(lr, step, total, cfg.schedule)
+                gparam["lr"] = lr_at(lr, min(step, total), total, cfg.schedule)
             out = model(xb)
             loss = F.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
@@ -219,18 +301,25 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
             loss_sum += loss.detach()
             wrong += (out.detach().argmax(1) != yb).sum()
             bar.update(1)
-        mean_loss = loss_sum.item() / steps_per_epoch
+        mean_loss = loss_sum.item() / len(batches)
         hist["epoch"].append(epoch)
-        hist["lr"].append(lr_at(lr, step - 1, total, cfg.schedule))
+        hist["lr"].append(lr_at(lr, min(step - 1, total), total, cfg.schedule))
         if not math.isfinite(mean_loss):
             diverged_epoch = epoch
             hist["train_loss"].append(None)
             hist["train_error"].append(None)
             hist["val_error"].append(None)
+            if track_stats:
+                hist["bn_mean_gap"].append(None)
+                hist["bn_var_ratio"].append(None)
             break
         hist["train_loss"].append(round(mean_loss, 5))
-        hist["train_error"].append(round(100.0 * wrong.item() / (steps_per_epoch * B), 3))
+        hist["train_error"].append(round(100.0 * wrong.item() / batches.numel(), 3))
         hist["val_error"].append(round(evaluate(model, xte, yte, cfg.eval_batch), 3))
+        if track_stats:
+            gap = bn_statistics_gap(model, stats_x, cfg.eval_batch)
+            hist["bn_mean_gap"].append(gap["mean_gap"])
+            hist["bn_var_ratio"].append(gap["var_ratio"])
         bar.set_postfix(loss=f"{mean_loss:.3f}", val=f"{hist['val_error'][-1]:.2f}%")
     bar.close()
     diverged = diverged_epoch is not None
@@ -246,7 +335,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
         "val_error_train_mode": None,
         "history": hist,
     }
-    if not diverged and cfg.norm == "bn":
+    if not diverged and cfg.norm in ("bn", "br"):
         res["val_error_train_mode"] = round(evaluate(model, xte, yte, B, train_mode=True), 3)
     res["wall_s"] = round(time.perf_counter() - t0, 2)
     return res

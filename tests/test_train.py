@@ -80,10 +80,64 @@ def test_config_roundtrip():
         TrainConfig.from_dict({"nrom": "gn"})
 
 
-def test_by_class_batching_runs_and_differs():
+def test_non_iid_batching_runs_and_differs():
     base = dict(norm="bn", batch_size=8, **TINY)
     a = train(TrainConfig(**base), tiny_data())
-    b = train(TrainConfig(batching="by_class", **base), tiny_data())
-    assert b["steps"] == a["steps"] and b["history"]["train_loss"] != a["history"]["train_loss"]
+    b = train(TrainConfig(batching="non-iid-1", **base), tiny_data())
+    assert b["history"]["train_loss"] != a["history"]["train_loss"]
     with pytest.raises(ValueError, match="batching"):
         train(TrainConfig(batching="sorted", **base), tiny_data())
+
+
+def test_epoch_batches_give_each_device_one_class():
+    from gnlib.train import epoch_batches
+
+    y = torch.arange(400) % 10
+    cfg = TrainConfig(batch_size=16, devices=8, batching="non-iid-1")
+    batches = epoch_batches(cfg, y, torch.Generator().manual_seed(0))
+    assert batches.shape[1] == 16 and len(batches) == 400 // 16
+    for step in batches:
+        per_device = y[step].view(8, 2)
+        assert (per_device == per_device[:, :1]).all()          # one class per device
+        assert len(set(per_device[:, 0].tolist())) > 1          # but not per step
+    iid = epoch_batches(TrainConfig(batch_size=16), y, torch.Generator().manual_seed(0))
+    assert sorted(iid.flatten().tolist()) == sorted(set(iid.flatten().tolist()))
+
+
+def test_devices_must_divide_the_batch_and_need_bn():
+    with pytest.raises(ValueError, match="divisor"):
+        train(TrainConfig(norm="bn", batch_size=8, devices=3, **TINY), tiny_data())
+    with pytest.raises(ValueError, match="'bn' only"):
+        train(TrainConfig(norm="br", batch_size=8, devices=2, **TINY), tiny_data())
+
+
+def test_devices_split_bn_statistics_but_not_gn():
+    """GN never looks across samples: devices changes nothing. BN's statistics do change."""
+    gn1 = train(TrainConfig(norm="gn", batch_size=8, **TINY), tiny_data())
+    gn4 = train(TrainConfig(norm="gn", batch_size=8, devices=4, **TINY), tiny_data())
+    assert gn1["history"]["train_loss"] == gn4["history"]["train_loss"]
+    bn1 = train(TrainConfig(norm="bn", batch_size=8, **TINY), tiny_data())
+    bn4 = train(TrainConfig(norm="bn", batch_size=8, devices=4, **TINY), tiny_data())
+    assert bn1["history"]["train_loss"] != bn4["history"]["train_loss"]
+    assert len(bn4["history"]["bn_var_ratio"]) == TINY["epochs"]
+    assert "bn_var_ratio" not in gn1["history"]
+
+
+def test_bn_statistics_gap_is_zero_for_exact_running_statistics():
+    from gnlib.models import build_model
+    from gnlib.train import bn_statistics_gap
+
+    torch.manual_seed(0)
+    model = build_model("bn", widths=(8, 16), groups=4)
+    x = torch.randn(64, 1, 28, 28)
+    for m in model.modules():       # momentum None = cumulative average: one pass = exact
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+            m.reset_running_stats()
+    # running stats from a train-mode pass are the train-mode input statistics; eval-mode
+    # inputs of later layers differ, so only the first layer (the stem) is exact
+    model.train()(x)
+    gap = bn_statistics_gap(model.stem, x)
+    assert gap["mean_gap"] < 1e-5 and abs(gap["var_ratio"] - 64 * 196 / (64 * 196 - 1)) < 1e-5
+    model.stem[1].running_mean += 1.0
+    assert bn_statistics_gap(model.stem, x)["mean_gap"] > 0.1
