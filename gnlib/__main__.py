@@ -1,8 +1,8 @@
 """The command line: ``python -m gnlib reproduce ...`` and ``python -m gnlib plot ...``.
 
-    python -m gnlib reproduce {batch-size,curves,groups,all} --preset {quick,full} \\
-        --workers 2 --seeds 3 [--force] [--results-dir results]
-    python -m gnlib plot {batch-size,curves,groups,all} [--preset full] \\
+    python -m gnlib reproduce {batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
+        --preset {quick,full} --workers 2 --seeds 3 [--force] [--results-dir results]
+    python -m gnlib plot {batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
         [--results-dir results] [--figures-dir figures]
 
 ``reproduce`` appends to ``results/<experiment>.jsonl`` and skips finished runs; ``plot``
@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-CHOICES = ("batch-size", "curves", "groups", "small-batch", "non-iid", "all")
+CHOICES = ("batch-size", "curves", "groups", "small-batch", "non-iid", "distributed", "all")
 
 
 def _expand(what: str) -> list[str]:
-    return ["batch-size", "groups", "small-batch", "non-iid"] if what == "all" else [what]
+    return (["batch-size", "groups", "small-batch", "non-iid", "distributed"] if what == "all"
+            else [what])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--force", action="store_true", help="rerun finished configs too")
     rep.add_argument("--results-dir", default=None)
     plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
-    plo.add_argument("experiment", choices=CHOICES)
+    plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed"))
     plo.add_argument("--preset", choices=("quick", "full"), default="full")
     plo.add_argument("--results-dir", default=None)
     plo.add_argument("--figures-dir", default=None)
@@ -41,11 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         from .experiments import run_grid
 
         for exp in _expand(args.experiment):
-            run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir)
+            if exp == "distributed":      # 2 torchrun processes per run; one seed by default
+                from .distributed import reproduce
+
+                reproduce(args.preset, seeds=1 if args.experiment == "all" else args.seeds,
+                          results_dir=args.results_dir, force=args.force)
+            else:
+                run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir)
     else:
         from .plots.results import plot_experiment
 
-        exps = ["batch-size", "curves", "groups"] if args.experiment == "all" else [args.experiment]
+        exps = (["batch-size", "curves", "groups", "small-batch", "non-iid"]
+                if args.experiment == "all" else [args.experiment])
         for exp in exps:
             try:
                 for p in plot_experiment(exp, args.preset, args.results_dir, args.figures_dir):

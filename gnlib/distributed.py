@@ -85,6 +85,7 @@ __all__ = [
     "convert_to_global_bn",
     "global_batch_stats",
     "main",
+    "reproduce",
     "run",
     "synthetic_data",
 ]
@@ -521,6 +522,78 @@ def run(cfg: DistConfig) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# --------------------------------------------------------------------------------------
+# The committed experiment: torchrun runs appended to results/distributed.jsonl
+# --------------------------------------------------------------------------------------
+#: ``python -m gnlib reproduce distributed``: per-process batch 2 on 2 CPU processes. syncbn
+#: is left out on CPU (it needs CUDA); gbn computes the same global-batch statistics.
+REPRODUCE_PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(model="resnet", data="fashion-mnist", train_size=6000, test_size=10000,
+                 batch_per_process=2, steps=4500, timing_steps=50, base_lr=0.2),
+    "quick": dict(model="tiny", data="fashion-mnist", train_size=1000, test_size=1000,
+                  batch_per_process=2, steps=150, timing_steps=10, base_lr=0.2),
+}
+
+
+def reproduce(preset: str = "full", norms: Sequence[str] | None = None, nproc: int = 2,
+              seeds: int = 1, results_dir: str | os.PathLike | None = None, force: bool = False,
+              log=print) -> "os.PathLike":
+    """Run ``torchrun --nproc_per_node=nproc -m gnlib.distributed`` for every norm (default:
+    bn, gbn, gn; syncbn too when CUDA is available) and seed, appending each rank-0 summary,
+    with the command, git commit, date and machine, to ``results/distributed.jsonl``.
+    Finished (preset, config) pairs are skipped unless ``force``."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from .experiments import RESULTS_DIR, append_record, git_commit, load_results, machine_info
+
+    if preset not in REPRODUCE_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(REPRODUCE_PRESETS)}")
+    if norms is None:
+        norms = ("bn", "syncbn", "gbn", "gn") if torch.cuda.is_available() else ("bn", "gbn", "gn")
+    path = Path(results_dir or RESULTS_DIR) / "distributed.jsonl"
+    done = {json.dumps([r["preset"], r["world_size"], r["config"]], sort_keys=True)
+            for r in load_results_plain(path)}
+    meta = {"git_commit": git_commit(), **machine_info()}
+    for seed in range(seeds):
+        for norm in norms:
+            cfg = DistConfig(norm=norm, seed=seed, **REPRODUCE_PRESETS[preset])
+            key = json.dumps([preset, nproc, asdict(cfg)], sort_keys=True)
+            if key in done and not force:
+                log(f"{norm} seed={seed}: done, skipped")
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "summary.json"
+                args = ["--norm", norm, "--seed", str(seed), "--output", str(out)]
+                for k, v in REPRODUCE_PRESETS[preset].items():
+                    args += [f"--{k.replace('_', '-')}", str(v)]
+                cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       f"--nproc_per_node={nproc}", "-m", "gnlib.distributed", *args]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"torchrun failed for --norm {norm} (exit "
+                                       f"{proc.returncode}):\n{proc.stderr[-2000:]}")
+                summary = json.loads(out.read_text())
+            rec = {**summary, **meta, "preset": preset, "experiment": "distributed",
+                   "command": "torchrun --standalone --nproc_per_node=%d -m gnlib.distributed %s"
+                              % (nproc, " ".join(args[:4] + args[6:]))}
+            append_record(path, rec)
+            log(f"{norm} seed={seed}: val {rec['val_error']:.2f}%, {rec['step_ms']:.1f} ms/step "
+                f"({rec['grad_allreduce_ms']:.2f} ms gradient all-reduce)")
+    return path
+
+
+def load_results_plain(path: "os.PathLike") -> list[dict]:
+    """Every record of a JSONL file (no identity logic; the distributed runs are few)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Any, Iterable
 from .train import TrainConfig
 
 __all__ = ["EXPERIMENTS", "NON_IID_CONDITIONS", "REUSES", "load_experiment", "non_iid_label",
+           "non_iid_order",
            "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
            "load_results", "machine_info", "pending", "results_path", "run_grid"]
@@ -91,12 +92,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def non_iid_label(cfg: TrainConfig | dict) -> str:
-    """The :data:`NON_IID_CONDITIONS` label of a config (``"other"`` if none matches)."""
+    """A readable name of a config's batch condition, e.g. ``"16 devices x 2, 1 class each"``."""
     c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
-    for label, batching, devices in NON_IID_CONDITIONS:
-        if c.get("batching", "iid") == batching and c.get("devices", 1) == devices:
-            return label
-    return "other"
+    b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "iid")
+    what = {"iid": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
+    if d == 1:
+        return "shuffled" if bt == "iid" else f"{bt[-1]} class{'es' if bt[-1] == '2' else ''} per batch"
+    return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "iid" else "")
+
+
+def non_iid_order(cfg: TrainConfig | dict) -> tuple[int, int]:
+    """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
+    images per device last), non-i.i.d. devices."""
+    c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    d, bt = c.get("devices", 1), c.get("batching", "iid")
+    return ((0 if bt == "iid" else 1) if d == 1 else (2 if bt == "iid" else 3), d)
 
 
 def grid(experiment: str, preset: str = "full", seeds: int = 3,
@@ -317,6 +327,7 @@ PAPER = {
     "batch32": {"bn": 23.6, "ln": 25.3, "in": 28.4, "gn": 24.1},
     "groups": {64: 24.6, 32: 24.1, 16: 24.6, 8: 24.4, 4: 24.6, 2: 24.7, 1: 25.3},
     "channels_per_group": {64: 24.4, 32: 24.5, 16: 24.2, 8: 24.3, 4: 24.8, 2: 25.6, 1: 28.4},
+    "batch4": {"bn": 27.3, "br": 26.3, "gn": 24.2},
 }
 
 

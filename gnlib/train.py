@@ -22,7 +22,7 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
   every device's slice of ``B / d`` images comes from one class / one random pair of classes
   (:mod:`gnlib.sampling`; with ``d = 1`` the whole batch), as on federated clients;
 * for BN and BR, each epoch records how far the running statistics are from the statistics
-  of the data they should describe (:func:`bn_statistics_gap`);
+  of the data they should describe (:func:`gnlib.diagnostics.bn_statistics_gap`);
 * a non-finite loss stops the run and is recorded as ``diverged`` with its epoch.
 
 :func:`train` returns a plain dict (JSON-ready); it never writes files.
@@ -40,11 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .diagnostics import bn_statistics_gap
 from .models import build_model
 
 BATCHINGS = ("iid", "non-iid-1", "non-iid-2")
 
-__all__ = ["BATCHINGS", "TrainConfig", "bn_statistics_gap", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr", "synthetic_data", "train"]
+__all__ = ["BATCHINGS", "TrainConfig", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr", "synthetic_data", "train"]
 
 BASE_BATCH = 32
 
@@ -168,54 +169,6 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000,
     if not train_mode:
         model.train(was)
     return 100.0 * wrong / max(seen, 1)
-
-
-@torch.no_grad()
-def bn_statistics_gap(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, float]:
-    r"""How well the running statistics of every BN / BR layer describe the data ``x``.
-
-    In eval mode (the network inference runs), hooks collect each layer's input over ``x`` and
-    compute the per-channel population statistics :math:`\mu_c, \sigma_c^2`; against the
-    layer's running :math:`\hat\mu_c, \hat\sigma_c^2` this returns, averaged over the layers'
-    channels, ``"mean_gap"`` :math:`= |\hat\mu_c - \mu_c| / \sigma_c` and ``"var_ratio"``
-    :math:`= \hat\sigma_c^2 / \sigma_c^2` (1 and 0 when the running statistics are exact).
-    """
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    from .norms import BatchRenorm
-
-    layers = [m for m in model.modules() if isinstance(m, (_BatchNorm, BatchRenorm))
-              and getattr(m, "running_mean", None) is not None]
-    if not layers:
-        return {}
-    sums: dict[int, list[Tensor]] = {}
-
-    def hook(m: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-        v = inp[0].double()
-        s = sums.setdefault(id(m), [torch.zeros(v.shape[1], dtype=torch.float64),
-                                    torch.zeros(v.shape[1], dtype=torch.float64), 0])
-        dims = [0] + list(range(2, v.dim()))
-        s[0] += v.sum(dims); s[1] += (v * v).sum(dims); s[2] += v.numel() // v.shape[1]
-
-    handles = [m.register_forward_hook(hook) for m in layers]
-    was = model.training
-    model.eval()
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size])
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
-    gaps, ratios = [], []
-    for m in layers:
-        s1, s2, n = sums[id(m)]
-        mu = s1 / n
-        var = (s2 / n - mu * mu).clamp_min(1e-12)
-        gaps.append(((m.running_mean.double() - mu).abs() / var.sqrt()).mean())
-        ratios.append((m.running_var.double() / var).mean())
-    return {"mean_gap": round(torch.stack(gaps).mean().item(), 5),
-            "var_ratio": round(torch.stack(ratios).mean().item(), 5)}
 
 
 def epoch_batches(cfg: TrainConfig, labels: Tensor, gen: torch.Generator) -> Tensor:

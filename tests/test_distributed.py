@@ -269,3 +269,26 @@ def test_single_process_helpers_and_errors():
         gd.parse_args(["--norm", "ln"])
     with pytest.raises(ValueError, match="batch_per_process must be >= 1"):
         gd.parse_args(["--batch-per-process", "0"])
+
+
+def test_reproduce_appends_records_with_provenance_and_skips_done_runs(tmp_path, monkeypatch):
+    """``python -m gnlib reproduce distributed`` (through torchrun) on a tiny synthetic run."""
+    from gnlib import distributed as gd
+
+    monkeypatch.setitem(gd.REPRODUCE_PRESETS, "quick", dict(
+        model="tiny", data="synthetic", train_size=64, test_size=32, batch_per_process=2,
+        steps=4, warmup_steps=1, timing_steps=2))
+    logs: list[str] = []
+    path = gd.reproduce("quick", norms=("gn",), results_dir=tmp_path, log=logs.append)
+    recs = gd.load_results_plain(path)
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec["norm"] == "gn" and rec["world_size"] == 2 and rec["preset"] == "quick"
+    for key in ("git_commit", "command", "date", "machine", "torch", "step_ms",
+                "grad_allreduce_ms"):
+        assert rec[key] is not None, key
+    assert rec["command"].startswith("torchrun --standalone --nproc_per_node=2 -m gnlib.distributed --norm gn")
+    gd.reproduce("quick", norms=("gn",), results_dir=tmp_path, log=logs.append)
+    assert len(gd.load_results_plain(path)) == 1 and logs[-1].endswith("done, skipped")
+    with pytest.raises(ValueError, match="preset"):
+        gd.reproduce("huge", results_dir=tmp_path)

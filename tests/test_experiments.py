@@ -138,3 +138,66 @@ def test_kill_one_pool_worker_then_resume(tmp_path):
     run_grid("batch-size", "t", configs=cfgs, workers=0, results_dir=tmp_path, log=lambda m: None)
     ids = [identity("t", json.loads(line)["config"]) for line in path.read_text().splitlines()]
     assert sorted(ids) == sorted(identity("t", c) for c in cfgs)
+
+
+def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
+    from gnlib.experiments import load_experiment, non_iid_label, results_path
+
+    small = grid("small-batch", "full", seeds=3)
+    assert {(c.norm, c.batch_size) for c in small} == {
+        (n, b) for n in ("bn", "br", "gn", "gn+ws") for b in (4, 2)}
+    assert len(small) == 24
+    bs = grid("batch-size", "full", seeds=3)
+    shared = [c for c in small if c in bs]
+    assert {c.norm for c in shared} == {"bn", "gn"} and len(shared) == 12
+    non_iid = grid("non-iid", "full", seeds=3)
+    assert all(c.batch_size == 32 for c in non_iid)
+    labels = {(c.norm, non_iid_label(c)) for c in non_iid}
+    assert ("gn", "16 devices x 2, i.i.d.") not in labels      # GN cannot tell: not run
+    assert ("bn", "16 devices x 2, 1 class each") in labels and "other" not in {l for _, l in labels}
+    assert [c for c in non_iid if c in bs] == [c for c in non_iid if non_iid_label(c) == "shuffled"]
+    assert {non_iid_label(c) for c in non_iid} == {
+        "shuffled", "2 classes per batch", "16 devices x 2, i.i.d.", "32 devices x 1",
+        "16 devices x 2, 1 class each"}
+
+    # a reused run in batch-size.jsonl counts as done and is loaded with the experiment
+    reused = next(c for c in grid("small-batch", "quick", seeds=1) if c.norm == "gn")
+    append_record(results_path("batch-size", tmp_path),
+                  {"preset": "quick", "config": reused.to_dict(), "val_error": 1.0})
+    todo = pending(grid("small-batch", "quick", seeds=1), "quick",
+                   results_path("small-batch", tmp_path), False,
+                   [results_path("batch-size", tmp_path)])
+    assert reused not in todo and len(todo) == 3
+    recs = load_experiment("small-batch", "quick", seeds=1, results_dir=tmp_path)
+    assert [r["config"]["norm"] for r in recs] == ["gn"]
+
+
+def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gnlib.experiments import run_grid
+    from gnlib.plots import plot_bn_drift, plot_non_iid, plot_small_batch
+    from gnlib.experiments import load_experiment
+
+    small = [TrainConfig(norm=n, batch_size=4, seed=s, **TINY)
+             for n in ("bn", "br", "gn", "gn+ws") for s in (0, 1)]
+    run_grid("small-batch", "quick", configs=small, workers=0, results_dir=tmp_path,
+             log=lambda *a: None)
+    recs = load_results(tmp_path / "small-batch.jsonl")
+    fig = plot_small_batch(recs, paper={"bn": 27.3, "br": 26.3, "gn": 24.2})
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "test error (%)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "Batch Norm", "Batch Renorm", "Group Norm", "GN + WS"]
+    non_iid = [TrainConfig(norm=n, batch_size=8, batching=b, devices=d, **TINY)
+               for n in ("bn", "gn") for b, d in (("iid", 1), ("non-iid-1", 4))]
+    run_grid("non-iid", "quick", configs=non_iid, workers=0, results_dir=tmp_path,
+             log=lambda *a: None)
+    recs = load_results(tmp_path / "non-iid.jsonl")
+    fig = plot_non_iid(recs)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "shuffled", "4 devices x 2, 1 class each"]
+    fig = plot_bn_drift(recs)
+    assert fig.axes[0].get_ylabel() == "running var / data var"
+    assert len(fig.axes[0].get_legend().get_texts()) >= 2

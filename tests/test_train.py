@@ -125,7 +125,7 @@ def test_devices_split_bn_statistics_but_not_gn():
 
 def test_bn_statistics_gap_is_zero_for_exact_running_statistics():
     from gnlib.models import build_model
-    from gnlib.train import bn_statistics_gap
+    from gnlib.diagnostics import bn_statistics_gap
 
     torch.manual_seed(0)
     model = build_model("bn", widths=(8, 16), groups=4)

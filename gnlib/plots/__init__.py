@@ -4,11 +4,12 @@
 * :mod:`gnlib.plots.theory`: the variance estimator, eps, BN's batch dependence (notebook 01);
 * :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
-* :mod:`gnlib.plots.results`: training results (batch size, curves, groups; notebooks 04-06).
+* :mod:`gnlib.plots.results`: training results (batch size, curves, groups, small batches, non-i.i.d.;
+  notebooks 04-07).
 """
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
-from .results import (plot_batch_size, plot_bn_train_test, plot_curves, plot_experiment,
-                      plot_groups)
+from .results import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
+                      plot_experiment, plot_groups, plot_non_iid, plot_small_batch)
 from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
@@ -19,11 +20,14 @@ __all__ = [
     "draw_membership",
     "group_membership_figure",
     "plot_batch_size",
+    "plot_bn_drift",
     "plot_bn_train_test",
     "plot_curves",
     "plot_experiment",
     "plot_fwd_bwd_times",
     "plot_groups",
+    "plot_non_iid",
+    "plot_small_batch",
     "save_figure",
     "sets_figure",
 ]

@@ -4,6 +4,9 @@
 * :func:`plot_bn_train_test`: BN's eval-mode vs train-mode (batch statistics) test error;
 * :func:`plot_curves`: train and val error vs epoch per norm at one batch size (Figure 4);
 * :func:`plot_groups`: error vs G and vs channels per group (Table 3);
+* :func:`plot_small_batch`: BN / Batch Renorm / GN / GN+WS at batch 4 and 2 (notebook 07);
+* :func:`plot_non_iid`: BN vs GN when the batch or each device's slice is not i.i.d.;
+* :func:`plot_bn_drift`: how far BN's running statistics are from the data's, per epoch;
 * :func:`plot_experiment`: load ``results/*.jsonl`` and write ``figures/*.png`` and ``.svg``.
 """
 from __future__ import annotations
@@ -17,8 +20,8 @@ from matplotlib.figure import Figure
 
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
-__all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_train_test", "plot_curves",
-           "plot_experiment", "plot_groups"]
+__all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves",
+           "plot_experiment", "plot_groups", "plot_non_iid", "plot_small_batch"]
 
 FIGURES_DIR = Path(__file__).resolve().parents[2] / "figures"
 ORDER = ("bn", "ln", "in", "gn")
@@ -160,17 +163,150 @@ def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
     return fig
 
 
+SMALL_BATCH_ORDER = ("bn", "br", "gn", "gn+ws")
+
+
+def plot_small_batch(records: list[dict], paper: dict | None = None,
+                     norms=SMALL_BATCH_ORDER) -> Figure:
+    """Test error (%) per norm at each small batch size: mean ± std over seeds, seeds as dots;
+    ``paper`` (``{norm: error}`` at batch 4) as a second panel for reference."""
+    from ..experiments import runs_frame
+
+    df = runs_frame(records)
+    df = df[~df["diverged"] & df["norm"].isin(norms)]
+    present = [n for n in norms if n in set(df["norm"])]
+    sizes = sorted(df["batch_size"].unique(), reverse=True)
+    ncols = 2 if paper else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.4, 1][:ncols]})
+    ax = axes[0, 0]
+    width = 0.8 / max(len(sizes), 1)
+    markers = "os^D"
+    for j, b in enumerate(sizes):
+        for i, n in enumerate(present):
+            v = df[(df["norm"] == n) & (df["batch_size"] == b)]["val_error"]
+            x = i + (j - (len(sizes) - 1) / 2) * width
+            ax.errorbar(x, v.mean(), yerr=v.std() if len(v) > 1 else 0, fmt=markers[j % 4],
+                        color=NORM_COLORS[n], capsize=4, ms=8, mfc="white" if j else None,
+                        label=f"batch {b}" if i == 0 else None)
+            ax.plot([x] * len(v), v, ".", color="k", alpha=0.4, ms=4)
+    ax.set_xticks(range(len(present)))
+    ax.set_xticklabels([NORM_LABELS[n] for n in present])
+    ax.set_ylabel("test error (%)")
+    ax.set_title("Fashion-MNIST (ours): mean ± std over seeds (dots: seeds)", fontsize=10)
+    leg = ax.legend(fontsize=8)
+    for h in leg.legend_handles:
+        h.set_color("k")
+    ax.grid(alpha=0.3, axis="y")
+    if paper:
+        ax2 = axes[0, 1]
+        ks = [n for n in norms if n in paper]
+        ax2.bar(range(len(ks)), [paper[k] for k in ks], color=[NORM_COLORS[k] for k in ks],
+                alpha=0.7, label="ResNet-50, ImageNet, batch 4")
+        ax2.set_xticks(range(len(ks)))
+        ax2.set_xticklabels([NORM_LABELS[k] for k in ks])
+        ax2.set_ylim(min(paper.values()) - 3, max(paper.values()) + 1.5)
+        for i, k in enumerate(ks):
+            ax2.text(i, paper[k] + 0.2, f"{paper[k]:.1f}", ha="center", fontsize=9)
+        ax2.set_ylabel("ImageNet val error (%)")
+        ax2.set_title("paper (Wu & He 2018), batch 4", fontsize=10)
+        ax2.legend(fontsize=8, loc="lower left")
+        ax2.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def _non_iid_frame(records: list[dict]):
+    from ..experiments import non_iid_label, non_iid_order, runs_frame
+
+    df = runs_frame(records)
+    df["condition"] = [non_iid_label(r["config"]) for r in records]
+    order = list(dict.fromkeys(non_iid_label(c) for c in
+                               sorted((r["config"] for r in records), key=non_iid_order)))
+    return df[~df["diverged"]], order
+
+
+def plot_non_iid(records: list[dict]) -> Figure:
+    """Test error (%) of BN and GN per batch condition at batch 32 (mean ± std over seeds);
+    for BN also the error with train-mode statistics (hollow markers)."""
+    df, order = _non_iid_frame(records)
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(order) + 2))
+    y = {c: i for i, c in enumerate(order)}
+    for k, (norm, col, hollow) in enumerate((("bn", "val_error", False),
+                                            ("bn", "val_error_train_mode", True),
+                                            ("gn", "val_error", False))):
+        d = df[df["norm"] == norm].groupby("condition")[col].agg(["mean", "std"]).dropna(how="all")
+        off = (k - 1) * 0.22
+        ax.errorbar(d["mean"], [y[c] + off for c in d.index], xerr=d["std"].fillna(0), fmt="o",
+                    color=NORM_COLORS[norm], mfc="white" if hollow else None, capsize=3,
+                    label=NORM_LABELS[norm] + (" (train-mode statistics on test)" if hollow
+                                               else " (eval mode)"))
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels(order)
+    ax.invert_yaxis()
+    ax.set_xlabel("test error (%; guessing gives 90 %)")
+    ax.set_title("batch 32 (one SGD step on all 32): how its images are grouped", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def plot_bn_drift(records: list[dict]) -> Figure:
+    """BN's running statistics vs the data's, per epoch and condition (band: ± std over seeds):
+    variance ratio (1 = right) and standardized mean gap (0 = right), averaged over layers."""
+    df, order = _non_iid_frame(records)
+    rows = []
+    for r in records:
+        h = r["history"]
+        if r["config"]["norm"] != "bn" or "bn_var_ratio" not in h:
+            continue
+        from ..experiments import non_iid_label
+
+        for e, vr, mg in zip(h["epoch"], h["bn_var_ratio"], h["bn_mean_gap"]):
+            if vr is not None:
+                rows.append({"condition": non_iid_label(r["config"]), "epoch": e,
+                             "var_ratio": vr, "mean_gap": mg})
+    import pandas as pd
+
+    d = pd.DataFrame(rows)
+    if not len(d):
+        raise FileNotFoundError("no BN runs with running-statistics history in these records")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    hue = [c for c in order if c in set(d["condition"])]
+    pal = dict(zip(hue, sns.color_palette("colorblind", len(hue))))
+    for ax, col, ylabel, ref in ((axes[0], "var_ratio", "running var / data var", 1.0),
+                                 (axes[1], "mean_gap", "|running mean - data mean| / data std", 0.0)):
+        sns.lineplot(data=d, x="epoch", y=col, hue="condition", hue_order=hue, palette=pal,
+                     errorbar="sd", marker="o", ax=ax)
+        ax.axhline(ref, color="k", ls=":", lw=1, label="exact")
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch")
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title=None)
+    axes[0].set_title("BN running variance (mean over layers and channels)", fontsize=10)
+    axes[1].set_title("BN running mean error (mean over layers and channels)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_experiment(experiment: str, preset: str = "full",
                     results_dir: str | os.PathLike | None = None,
                     figures_dir: str | os.PathLike | None = None) -> list[Path]:
     """Redraw the figures of ``experiment`` from its results file; returns written paths.
 
-    Names: ``batch_size``, ``bn_train_test``, ``curves_batch32``, ``groups`` (+ ``_<preset>``
+    Names: ``batch_size``, ``bn_train_test``, ``curves_batch32``, ``groups``, ``small_batch``,
+    ``non_iid``, ``bn_drift`` (+ ``_<preset>``
     unless the preset is ``full``), each as ``.png`` and ``.svg``.
     """
-    from ..experiments import PAPER, load_results, results_path
+    from ..experiments import PAPER, load_experiment, load_results, results_path
 
-    recs = load_results(results_path(experiment, results_dir), preset)
+    if experiment in ("small-batch", "non-iid"):
+        recs = load_experiment(experiment, preset, results_dir=results_dir)
+    else:
+        recs = load_results(results_path(experiment, results_dir), preset)
     if not recs:
         raise FileNotFoundError(f"no {preset!r} records for {experiment!r} in "
                                 f"{results_path(experiment, results_dir)}; run "
@@ -182,6 +318,10 @@ def plot_experiment(experiment: str, preset: str = "full",
                 "bn_train_test": plot_bn_train_test(recs)}
     elif experiment == "curves":
         figs = {"curves_batch32": plot_curves(recs, 32)}
+    elif experiment == "small-batch":
+        figs = {"small_batch": plot_small_batch(recs, paper=PAPER["batch4"])}
+    elif experiment == "non-iid":
+        figs = {"non_iid": plot_non_iid(recs), "bn_drift": plot_bn_drift(recs)}
     else:
         figs = {"groups": plot_groups(recs, paper=PAPER)}
     suffix = "" if preset == "full" else f"_{preset}"
