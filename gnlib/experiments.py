@@ -36,8 +36,9 @@ from typing import Any, Iterable
 
 from .train import TrainConfig
 
-__all__ = ["EXPERIMENTS", "NON_IID_CONDITIONS", "REUSES", "load_experiment", "non_iid_label",
-           "non_iid_order",
+__all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_drift_frame",
+           "condition_table", "describe_conditions",
+           "load_experiment", "method_summary", "non_iid_label", "non_iid_order",
            "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
            "load_results", "machine_info", "pending", "results_path", "run_grid"]
@@ -338,7 +339,7 @@ def runs_frame(records: list[dict]):
     rows = []
     for r in records:
         c = r["config"]
-        rows.append({"norm": c["norm"], "groups": c["groups"],
+        rows.append({"norm": c["norm"], "groups": c["groups"], "condition": non_iid_label(c),
                      "channels_per_group": c["channels_per_group"],
                      "batch_size": c["batch_size"], "seed": c["seed"], "epochs": c["epochs"],
                      "batching": c.get("batching", "iid"), "devices": c.get("devices", 1),
@@ -372,6 +373,107 @@ def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_siz
     df = runs_frame(records)
     df = df[~df["diverged"]]
     return df.groupby(list(by))[value].agg(["mean", "std", "count"]).round(2)
+
+
+def condition_table(records: list[dict]) -> "Any":
+    """Mean and std over seeds of the eval-mode and train-mode test error per batch condition
+    (:func:`non_iid_label`) and norm, in the order of :func:`non_iid_order`."""
+    df = runs_frame(records)
+    df = df[~df["diverged"]]
+    order = list(dict.fromkeys(non_iid_label(c) for c in
+                               sorted((r["config"] for r in records), key=non_iid_order)))
+    t = df.groupby(["condition", "norm"])[["val_error", "val_error_train_mode"]].agg(["mean", "std"])
+    t.columns = [f"{a}_{b}" for a, b in t.columns]
+    return t.reindex(order, level="condition").round(2)
+
+
+def describe_conditions(records: list[dict]) -> list[str]:
+    """One sentence per batch condition of the ``non-iid`` experiment: BN's and GN's test error
+    against the shuffled baseline, with a verdict (a change counts only beyond twice the larger
+    standard deviation over seeds) and BN's error with train-mode statistics."""
+    ct = condition_table(records)
+
+    def get(cond: str, norm: str, col: str = "val_error") -> tuple[float, float]:
+        row = ct.loc[(cond, norm)] if (cond, norm) in ct.index else None
+        if row is None:
+            return float("nan"), float("nan")
+        return float(row[f"{col}_mean"]), float(row[f"{col}_std"])
+
+    out = []
+    for cond in ct.index.get_level_values("condition").unique():
+        parts = []
+        for norm in ("bn", "gn"):
+            m, s = get(cond, norm)
+            if m != m:
+                parts.append(f"{norm.upper()} not run (its forward pass cannot see devices)")
+                continue
+            if cond == "shuffled":
+                parts.append(f"{norm.upper()} {m:.2f} %")
+                continue
+            m0, s0 = get("shuffled", norm)
+            d, noise = m - m0, 2 * max(x for x in (s, s0, 0.0) if x == x)
+            verdict = "worse" if d > noise else ("better" if d < -noise else "no change")
+            parts.append(f"{norm.upper()} {m:.2f} % ({d:+.2f}: {verdict})")
+            if norm == "bn":
+                parts[-1] += f", train-mode statistics {get(cond, 'bn', 'val_error_train_mode')[0]:.2f} %"
+        out.append(f"{cond}: " + "; ".join(parts))
+    return out
+
+
+def bn_drift_frame(records: list[dict]):
+    """Long table of BN's per-epoch running-statistics gap (:func:`gnlib.diagnostics.bn_statistics_gap`)
+    per run: condition, seed, epoch, var_ratio, mean_gap (runs without it are skipped)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        h = r["history"]
+        if "bn_var_ratio" not in h:
+            continue
+        for e, vr, mg in zip(h["epoch"], h["bn_var_ratio"], h["bn_mean_gap"]):
+            if vr is not None:
+                rows.append({"norm": r["config"]["norm"], "condition": non_iid_label(r["config"]),
+                             "seed": r["config"]["seed"], "epoch": e, "var_ratio": vr,
+                             "mean_gap": mg})
+    return pd.DataFrame(rows, columns=["norm", "condition", "seed", "epoch", "var_ratio", "mean_gap"])
+
+
+#: What each method needs, by construction (not a measurement): batch-independent forward,
+#: training forward = inference forward, communication for statistics in data-parallel training.
+METHOD_FACTS = {
+    "bn": ("no", "no (batch vs running statistics)", "none (statistics per device)"),
+    "br": ("no", "closer (r, d pull batch toward running statistics)", "none (per device)"),
+    "syncbn": ("no (needs the global batch)", "no", "an all-reduce per BN layer, forward and backward"),
+    "gn": ("yes", "yes", "none"),
+    "gn+ws": ("yes", "yes", "none"),
+}
+
+
+def method_summary(small_batch: list[dict], distributed: list[dict], batch_size: int = 2):
+    """The summary table of notebook 07: per method the facts of :data:`METHOD_FACTS` and the
+    measured test error (mean ± std over seeds) at ``batch_size`` images per device."""
+    import pandas as pd
+
+    df = runs_frame(small_batch)
+    df = df[~df["diverged"] & (df["batch_size"] == batch_size)]
+    rows = []
+    for m, (indep, same, comm) in METHOD_FACTS.items():
+        if m == "syncbn":
+            errs = [r["val_error"] for r in distributed
+                    if r["norm"] in ("syncbn", "gbn") and r["batch_per_process"] == batch_size]
+            n = f"SyncBN (here: gbn, {len(errs)} run(s), {distributed[0]['world_size']} processes)" \
+                if distributed else "SyncBN"
+        else:
+            errs = df[df["norm"] == m]["val_error"].tolist()
+            from .plots.style import NORM_LABELS
+            n = NORM_LABELS[m]
+        s = pd.Series(errs, dtype=float)
+        err = (f"{s.mean():.2f} ± {s.std():.2f}" if len(s) > 1 else
+               (f"{s.mean():.2f}" if len(s) else "not run"))
+        rows.append({"method": n, "batch-independent": indep, "training = inference": same,
+                     "communication for statistics": comm,
+                     f"test error % at {batch_size} images per device": err})
+    return pd.DataFrame(rows).set_index("method")
 
 
 def provenance(records: list[dict]) -> str:

@@ -9,7 +9,8 @@
 """
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
 from .results import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
-                      plot_experiment, plot_groups, plot_non_iid, plot_small_batch)
+                      plot_experiment, plot_groups, plot_non_iid, plot_small_batch,
+                      plot_statistics_deviation)
 from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
@@ -28,6 +29,7 @@ __all__ = [
     "plot_groups",
     "plot_non_iid",
     "plot_small_batch",
+    "plot_statistics_deviation",
     "save_figure",
     "sets_figure",
 ]

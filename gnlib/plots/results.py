@@ -7,6 +7,7 @@
 * :func:`plot_small_batch`: BN / Batch Renorm / GN / GN+WS at batch 4 and 2 (notebook 07);
 * :func:`plot_non_iid`: BN vs GN when the batch or each device's slice is not i.i.d.;
 * :func:`plot_bn_drift`: how far BN's running statistics are from the data's, per epoch;
+* :func:`plot_statistics_deviation`: how far the batch statistics BN trains with are from them;
 * :func:`plot_experiment`: load ``results/*.jsonl`` and write ``figures/*.png`` and ``.svg``.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from matplotlib.figure import Figure
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
 __all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves",
-           "plot_experiment", "plot_groups", "plot_non_iid", "plot_small_batch"]
+           "plot_experiment", "plot_groups", "plot_non_iid", "plot_small_batch",
+           "plot_statistics_deviation"]
 
 FIGURES_DIR = Path(__file__).resolve().parents[2] / "figures"
 ORDER = ("bn", "ln", "in", "gn")
@@ -255,21 +257,10 @@ def plot_non_iid(records: list[dict]) -> Figure:
 def plot_bn_drift(records: list[dict]) -> Figure:
     """BN's running statistics vs the data's, per epoch and condition (band: ± std over seeds):
     variance ratio (1 = right) and standardized mean gap (0 = right), averaged over layers."""
-    df, order = _non_iid_frame(records)
-    rows = []
-    for r in records:
-        h = r["history"]
-        if r["config"]["norm"] != "bn" or "bn_var_ratio" not in h:
-            continue
-        from ..experiments import non_iid_label
+    from ..experiments import bn_drift_frame
 
-        for e, vr, mg in zip(h["epoch"], h["bn_var_ratio"], h["bn_mean_gap"]):
-            if vr is not None:
-                rows.append({"condition": non_iid_label(r["config"]), "epoch": e,
-                             "var_ratio": vr, "mean_gap": mg})
-    import pandas as pd
-
-    d = pd.DataFrame(rows)
+    _, order = _non_iid_frame(records)
+    d = bn_drift_frame([r for r in records if r["config"]["norm"] == "bn"])
     if not len(d):
         raise FileNotFoundError("no BN runs with running-statistics history in these records")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -288,6 +279,28 @@ def plot_bn_drift(records: list[dict]) -> Figure:
         ax.legend(fontsize=7, title=None)
     axes[0].set_title("BN running variance (mean over layers and channels)", fontsize=10)
     axes[1].set_title("BN running mean error (mean over layers and channels)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_statistics_deviation(deviations: dict[str, dict]) -> Figure:
+    """Box plots, one per batch condition, of the per-slice deviations returned by
+    :func:`gnlib.diagnostics.batch_statistics_deviation` (mean gap and variance ratio)."""
+    labels = list(deviations)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(labels) + 2.2), sharey=True)
+    for ax, key, xlabel, ref in ((axes[0], "mean_dev", "|slice mean - data mean| / data std", 0.0),
+                                 (axes[1], "var_ratio", "slice variance / data variance", 1.0)):
+        ax.boxplot([deviations[k][key].numpy() for k in labels], vert=False, showfliers=False,
+                   widths=0.6)
+        ax.axvline(ref, color="k", ls=":", lw=1, label="statistics used at test time")
+        ax.set_xlabel(xlabel + " (mean over channels)")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_yticks(range(1, len(labels) + 1))
+    axes[0].set_yticklabels(labels)
+    axes[0].invert_yaxis()
+    axes[0].set_title("means BN normalizes with in training", fontsize=10)
+    axes[1].set_title("variances BN normalizes with in training", fontsize=10)
     fig.tight_layout()
     return fig
 
