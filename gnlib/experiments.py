@@ -125,11 +125,13 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
             out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
                     for b in sorted(p["small_batch_sizes"]) for n in p["small_batch_norms"]]
         elif experiment == "non-iid":
-            # GN never looks across samples, so per-device i.i.d. slices change nothing for it
+            # GN never looks across samples, so per-device i.i.d. slices change nothing for it;
+            # SyncBN (statistics over all devices) only differs from shuffled BN when non-i.i.d.
             out += [TrainConfig(norm=n, batch_size=32, batching=bt, devices=d, seed=seed,
                                 **p["train"])
-                    for _, bt, d in p["non_iid_conditions"] for n in ("bn", "gn")
-                    if n == "bn" or bt != "iid" or d == 1]
+                    for _, bt, d in p["non_iid_conditions"] for n in ("bn", "gn", "syncbn")
+                    if (n == "bn" or bt != "iid" or d == 1) and (n != "syncbn" or
+                                                                (d > 1 and bt != "iid"))]
         elif experiment in ("batch-size", "curves"):
             bss = sorted(p["batch_sizes"]) if experiment == "batch-size" else [32]
             out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
@@ -402,18 +404,20 @@ def describe_conditions(records: list[dict]) -> list[str]:
     out = []
     for cond in ct.index.get_level_values("condition").unique():
         parts = []
-        for norm in ("bn", "gn"):
+        for norm in ("bn", "syncbn", "gn"):
             m, s = get(cond, norm)
             if m != m:
-                parts.append(f"{norm.upper()} not run (its forward pass cannot see devices)")
+                if norm == "gn":
+                    parts.append("GN not run (its forward pass cannot see devices)")
                 continue
             if cond == "shuffled":
                 parts.append(f"{norm.upper()} {m:.2f} %")
                 continue
-            m0, s0 = get("shuffled", norm)
+            m0, s0 = get("shuffled", "bn" if norm == "syncbn" else norm)
             d, noise = m - m0, 2 * max(x for x in (s, s0, 0.0) if x == x)
             verdict = "worse" if d > noise else ("better" if d < -noise else "no change")
-            parts.append(f"{norm.upper()} {m:.2f} % ({d:+.2f}: {verdict})")
+            name = "SyncBN" if norm == "syncbn" else norm.upper()
+            parts.append(f"{name} {m:.2f} % ({d:+.2f}: {verdict})")
             if norm == "bn":
                 parts[-1] += f", train-mode statistics {get(cond, 'bn', 'val_error_train_mode')[0]:.2f} %"
         out.append(f"{cond}: " + "; ".join(parts))

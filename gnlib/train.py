@@ -18,6 +18,8 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
 * ``devices = d > 1`` simulates data-parallel training on ``d`` devices with ``B / d`` images
   each: one SGD step on the whole batch of ``B`` (gradients averaged, lr for ``B``), but BN
   statistics per device (:class:`~gnlib.norms.GhostBatchNorm2d`), the paper's per-GPU BN;
+  ``norm="syncbn"`` is BN with statistics over all ``d`` devices' images (what
+  ``nn.SyncBatchNorm`` computes; one process, so no communication);
 * ``batching`` (beyond the paper): ``"iid"`` (shuffled), or ``"non-iid-1"`` / ``"non-iid-2"``:
   every device's slice of ``B / d`` images comes from one class / one random pair of classes
   (:mod:`gnlib.sampling`; with ``d = 1`` the whole batch), as on federated clients;
@@ -211,13 +213,15 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
             or B % cfg.devices:
         raise ValueError(f"devices must be a positive divisor of batch_size {B}, "
                          f"got {cfg.devices!r}")
+    if cfg.norm == "syncbn" and cfg.devices == 1:
+        raise ValueError("norm 'syncbn' synchronizes BN over simulated devices: set devices > 1")
     if cfg.devices > 1 and cfg.norm == "br":
         raise ValueError("devices > 1 (per-device statistics) is implemented for 'bn' only")
     t0 = time.perf_counter()
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = build_model(cfg.norm, widths=cfg.widths, blocks=cfg.blocks, groups=cfg.groups,
+            model = build_model("bn" if cfg.norm == "syncbn" else cfg.norm, widths=cfg.widths, blocks=cfg.blocks, groups=cfg.groups,
                                 channels_per_group=cfg.channels_per_group,
                                 stem_stride=cfg.stem_stride, strides=cfg.strides,
                                 bn_splits=cfg.devices if cfg.norm == "bn" else 1)
@@ -228,7 +232,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     steps_per_epoch = len(xtr) // B if cfg.batching == "iid" else \
         len(epoch_batches(cfg, ytr, torch.Generator().manual_seed(cfg.seed)))
     total = steps_per_epoch * cfg.epochs    # (non-iid epochs may differ by a step: lr_at clamps)
-    track_stats = cfg.norm in ("bn", "br")
+    track_stats = cfg.norm in ("bn", "br", "syncbn")
     stats_x = xtr[:2000]
     keys = ["epoch", "train_loss", "train_error", "val_error", "lr"]
     keys += ["bn_mean_gap", "bn_var_ratio"] if track_stats else []
@@ -288,7 +292,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
         "val_error_train_mode": None,
         "history": hist,
     }
-    if not diverged and cfg.norm in ("bn", "br"):
+    if not diverged and cfg.norm in ("bn", "br", "syncbn"):
         res["val_error_train_mode"] = round(evaluate(model, xte, yte, B, train_mode=True), 3)
     res["wall_s"] = round(time.perf_counter() - t0, 2)
     return res

@@ -154,6 +154,7 @@ def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
     assert all(c.batch_size == 32 for c in non_iid)
     labels = {(c.norm, non_iid_label(c)) for c in non_iid}
     assert ("gn", "16 devices x 2, i.i.d.") not in labels      # GN cannot tell: not run
+    assert {l for n, l in labels if n == "syncbn"} == {"16 devices x 2, 1 class each"}
     assert ("bn", "16 devices x 2, 1 class each") in labels and "other" not in {l for _, l in labels}
     assert [c for c in non_iid if c in bs] == [c for c in non_iid if non_iid_label(c) == "shuffled"]
     assert {non_iid_label(c) for c in non_iid} == {

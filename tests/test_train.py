@@ -141,3 +141,15 @@ def test_bn_statistics_gap_is_zero_for_exact_running_statistics():
     assert gap["mean_gap"] < 1e-5 and abs(gap["var_ratio"] - 64 * 196 / (64 * 196 - 1)) < 1e-5
     model.stem[1].running_mean += 1.0
     assert bn_statistics_gap(model.stem, x)["mean_gap"] > 0.1
+
+
+def test_syncbn_is_bn_over_all_simulated_devices():
+    """SyncBN's statistics cover every device's images: with i.i.d. slices it is plain BN."""
+    bn = train(TrainConfig(norm="bn", batch_size=8, **TINY), tiny_data())
+    sync = train(TrainConfig(norm="syncbn", batch_size=8, devices=4, **TINY), tiny_data())
+    ghost = train(TrainConfig(norm="bn", batch_size=8, devices=4, **TINY), tiny_data())
+    assert sync["history"]["train_loss"] == bn["history"]["train_loss"]
+    assert ghost["history"]["train_loss"] != bn["history"]["train_loss"]
+    assert sync["val_error_train_mode"] is not None and "bn_var_ratio" in sync["history"]
+    with pytest.raises(ValueError, match="devices > 1"):
+        train(TrainConfig(norm="syncbn", batch_size=8, **TINY), tiny_data())

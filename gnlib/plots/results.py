@@ -234,11 +234,12 @@ def plot_non_iid(records: list[dict]) -> Figure:
     df, order = _non_iid_frame(records)
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(order) + 2))
     y = {c: i for i, c in enumerate(order)}
-    for k, (norm, col, hollow) in enumerate((("bn", "val_error", False),
-                                            ("bn", "val_error_train_mode", True),
-                                            ("gn", "val_error", False))):
+    series = [("bn", "val_error", False), ("bn", "val_error_train_mode", True),
+              ("syncbn", "val_error", False), ("gn", "val_error", False)]
+    series = [s for s in series if s[0] in set(df["norm"])]
+    for k, (norm, col, hollow) in enumerate(series):
         d = df[df["norm"] == norm].groupby("condition")[col].agg(["mean", "std"]).dropna(how="all")
-        off = (k - 1) * 0.22
+        off = (k - (len(series) - 1) / 2) * 0.18
         ax.errorbar(d["mean"], [y[c] + off for c in d.index], xerr=d["std"].fillna(0), fmt="o",
                     color=NORM_COLORS[norm], mfc="white" if hollow else None, capsize=3,
                     label=NORM_LABELS[norm] + (" (train-mode statistics on test)" if hollow

@@ -16,6 +16,7 @@ NORM_COLORS = {
     "gn": "#d62728",
     "br": "#ff7f0e",
     "gn+ws": "#8c564b",
+    "syncbn": "#17becf",
     "none": "#7f7f7f",
 }
 
@@ -26,6 +27,7 @@ NORM_LABELS = {
     "gn": "Group Norm",
     "br": "Batch Renorm",
     "gn+ws": "GN + WS",
+    "syncbn": "SyncBN",
     "none": "no norm",
 }
 
