@@ -21,13 +21,13 @@ Run (one machine, 2 processes, CPU + gloo; ``torchrun`` sets RANK, WORLD_SIZE, L
     torchrun --nproc_per_node=2 -m gnlib.distributed --norm gn --batch-per-process 2
     torchrun --nproc_per_node=2 -m gnlib.distributed --norm bn --data fashion-mnist --steps 500
 
-Several machines (here 2 nodes x 4 GPUs): start the same command on every node, with that
-node's ``--node_rank`` and the address of one reachable host (node 0) as the rendezvous::
+Several machines (here 2 nodes x 4 GPUs): start the same command on every node, with the
+address of one reachable host (node 0) as the rendezvous; the c10d rendezvous assigns the ranks
+(``--node_rank`` is only used by the static rendezvous, ``--master_addr/--master_port``)::
 
-    torchrun --nnodes=2 --nproc_per_node=4 --node_rank=0 \
+    torchrun --nnodes=2 --nproc_per_node=4 \
         --rdzv_backend c10d --rdzv_endpoint node0.example.org:29400 --rdzv_id gn-ddp \
-        -m gnlib.distributed --norm syncbn --batch-per-process 2      # on node 0
-    # ... and the same with --node_rank=1 on node 1
+        -m gnlib.distributed --norm syncbn --batch-per-process 2      # on every node
 
 (``--rdzv_endpoint`` must be reachable from every node; with several network interfaces set
 ``GLOO_SOCKET_IFNAME`` / ``NCCL_SOCKET_IFNAME``.) The backend is NCCL when CUDA is available
@@ -587,13 +587,22 @@ def reproduce(preset: str = "full", norms: Sequence[str] | None = None, nproc: i
 
 
 def load_results_plain(path: "os.PathLike") -> list[dict]:
-    """Every record of a JSONL file (no identity logic; the distributed runs are few)."""
+    """The records of ``results/distributed.jsonl``: the newest line per (preset, world size,
+    config); a line cut by a crash is skipped."""
     from pathlib import Path
 
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    latest: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        latest[json.dumps([r.get("preset"), r.get("world_size"), r.get("config")],
+                          sort_keys=True)] = r
+    return list(latest.values())
 
 
 # --------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any, Iterable
 from .train import TrainConfig
 
 __all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_drift_frame",
-           "condition_table", "describe_conditions",
+           "condition_table", "describe_conditions", "describe_small_batch", "verdict",
            "load_experiment", "method_summary", "non_iid_label", "non_iid_order",
            "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
@@ -334,6 +334,22 @@ PAPER = {
 }
 
 
+RUN_COLUMNS = ["norm", "groups", "condition", "channels_per_group", "batch_size", "seed", "epochs",
+               "batching", "devices", "val_error", "train_error", "val_error_train_mode",
+               "diverged", "wall_s"]
+
+
+def verdict(diff: float, *stds: float) -> str:
+    """``"worse"``, ``"better"`` or ``"no change"`` for a difference of means ``diff`` (a minus
+    b): a rough rule over a few seeds, not a test: it counts only beyond twice the larger of
+    the standard deviations (missing ones, from a single seed, are ignored; none left: no verdict)."""
+    known = [s for s in stds if s == s]
+    if not known:
+        return "one seed only, no verdict"
+    noise = 2 * max(known)
+    return "worse" if diff > noise else ("better" if diff < -noise else "no change")
+
+
 def runs_frame(records: list[dict]):
     """One row per run: config columns plus the final metrics (a pandas DataFrame)."""
     import pandas as pd
@@ -348,7 +364,8 @@ def runs_frame(records: list[dict]):
                      "val_error": r["val_error"], "train_error": r["train_error"],
                      "val_error_train_mode": r.get("val_error_train_mode"),
                      "diverged": r["diverged"], "wall_s": r["wall_s"]})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return df.astype({"diverged": bool, "val_error": float, "val_error_train_mode": float})
 
 
 def history_frame(records: list[dict]):
@@ -390,9 +407,9 @@ def condition_table(records: list[dict]) -> "Any":
 
 
 def describe_conditions(records: list[dict]) -> list[str]:
-    """One sentence per batch condition of the ``non-iid`` experiment: BN's and GN's test error
-    against the shuffled baseline, with a verdict (a change counts only beyond twice the larger
-    standard deviation over seeds) and BN's error with train-mode statistics."""
+    """One sentence per batch condition of the ``non-iid`` experiment: BN's, SyncBN's and GN's
+    test error against the shuffled baseline, with a :func:`verdict`, and BN's error with
+    train-mode statistics."""
     ct = condition_table(records)
 
     def get(cond: str, norm: str, col: str = "val_error") -> tuple[float, float]:
@@ -414,10 +431,8 @@ def describe_conditions(records: list[dict]) -> list[str]:
                 parts.append(f"{norm.upper()} {m:.2f} %")
                 continue
             m0, s0 = get("shuffled", "bn" if norm == "syncbn" else norm)
-            d, noise = m - m0, 2 * max(x for x in (s, s0, 0.0) if x == x)
-            verdict = "worse" if d > noise else ("better" if d < -noise else "no change")
             name = "SyncBN" if norm == "syncbn" else norm.upper()
-            parts.append(f"{name} {m:.2f} % ({d:+.2f}: {verdict})")
+            parts.append(f"{name} {m:.2f} % ({m - m0:+.2f}: {verdict(m - m0, s, s0)})")
             if norm == "bn":
                 parts[-1] += f", train-mode statistics {get(cond, 'bn', 'val_error_train_mode')[0]:.2f} %"
         out.append(f"{cond}: " + "; ".join(parts))
@@ -447,36 +462,62 @@ def bn_drift_frame(records: list[dict]):
 METHOD_FACTS = {
     "bn": ("no", "no (batch vs running statistics)", "none (statistics per device)"),
     "br": ("no", "closer (r, d pull batch toward running statistics)", "none (per device)"),
-    "syncbn": ("no (needs the global batch)", "no", "an all-reduce per BN layer, forward and backward"),
+    "syncbn": ("no (statistics of the global batch)", "no (global batch vs running statistics)",
+               "per BN layer: statistics gathered in forward, their gradients reduced in backward"),
     "gn": ("yes", "yes", "none"),
     "gn+ws": ("yes", "yes", "none"),
 }
 
 
-def method_summary(small_batch: list[dict], distributed: list[dict], batch_size: int = 2):
-    """The summary table of notebook 07: per method the facts of :data:`METHOD_FACTS` and the
-    measured test error (mean ± std over seeds) at ``batch_size`` images per device."""
+def describe_small_batch(records: list[dict], reference: str = "bn") -> list[str]:
+    """One sentence per (batch size, norm) of the ``small-batch`` experiment against BN."""
+    t = summary_table(records)
+    m, s = t["mean"].unstack("norm"), t["std"].unstack("norm")
+    out = []
+    for b in sorted(m.index, reverse=True):
+        for n in [n for n in ("br", "gn", "gn+ws") if n != reference]:
+            if n not in m or m.loc[b, n] != m.loc[b, n] or m.loc[b, reference] != m.loc[b, reference]:
+                out.append(f"batch {b}: {n.upper()}: no finished runs")
+                continue
+            d = m.loc[b, n] - m.loc[b, reference]
+            out.append(f"batch {b}: {n.upper():5s} {m.loc[b, n]:.2f} % vs {reference.upper()} "
+                       f"{m.loc[b, reference]:.2f} % ({d:+.2f}: {verdict(d, s.loc[b, n], s.loc[b, reference])})")
+    return out
+
+
+def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int = 2):
+    """The summary table of notebook 07: per method the facts of :data:`METHOD_FACTS` and its
+    measured test error (mean ± std over seeds): with one batch of ``batch_size``, and at
+    batch 32 on 16 simulated devices of 2 images, i.i.d. or of one class each (SyncBN's
+    statistics then cover all 32 images; with i.i.d. slices that is the shuffled BN run, and GN
+    is the same computation as its shuffled run)."""
     import pandas as pd
 
-    df = runs_frame(small_batch)
-    df = df[~df["diverged"] & (df["batch_size"] == batch_size)]
+    from .plots.style import NORM_LABELS
+
+    def fmt(errs: list) -> str:
+        v = pd.Series(errs, dtype=float).dropna()
+        return (f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else
+                (f"{v.mean():.2f}" if len(v) else "not run"))
+
+    sb = runs_frame(small_batch)
+    sb = sb[~sb["diverged"].astype(bool) & (sb["batch_size"] == batch_size)]
+    ni = runs_frame(non_iid)
+    ni = ni[~ni["diverged"].astype(bool)]
+
+    def cond(norm: str, label: str) -> list:
+        return ni[(ni["norm"] == norm) & (ni["condition"] == label)]["val_error"].tolist()
+
     rows = []
     for m, (indep, same, comm) in METHOD_FACTS.items():
-        if m == "syncbn":
-            errs = [r["val_error"] for r in distributed
-                    if r["norm"] in ("syncbn", "gbn") and r["batch_per_process"] == batch_size]
-            n = f"SyncBN (here: gbn, {len(errs)} run(s), {distributed[0]['world_size']} processes)" \
-                if distributed else "SyncBN"
-        else:
-            errs = df[df["norm"] == m]["val_error"].tolist()
-            from .plots.style import NORM_LABELS
-            n = NORM_LABELS[m]
-        s = pd.Series(errs, dtype=float)
-        err = (f"{s.mean():.2f} ± {s.std():.2f}" if len(s) > 1 else
-               (f"{s.mean():.2f}" if len(s) else "not run"))
-        rows.append({"method": n, "batch-independent": indep, "training = inference": same,
-                     "communication for statistics": comm,
-                     f"test error % at {batch_size} images per device": err})
+        iid = {"syncbn": cond("bn", "shuffled"), "gn": cond("gn", "shuffled")}.get(
+            m, cond(m, "16 devices x 2, i.i.d."))
+        rows.append({"method": NORM_LABELS[m], "batch-independent": indep,
+                     "training = inference": same, "communication for statistics": comm,
+                     f"batch {batch_size}": (fmt(sb[sb["norm"] == m]["val_error"].tolist())
+                                             if m != "syncbn" else "n/a (one device)"),
+                     "16 devices x 2, i.i.d.": fmt(iid),
+                     "16 devices x 2, 1 class each": fmt(cond(m, "16 devices x 2, 1 class each"))})
     return pd.DataFrame(rows).set_index("method")
 
 

@@ -202,3 +202,25 @@ def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
     fig = plot_bn_drift(recs)
     assert fig.axes[0].get_ylabel() == "running var / data var"
     assert len(fig.axes[0].get_legend().get_texts()) >= 2
+
+
+def test_verdict_and_empty_results():
+    from gnlib.experiments import describe_small_batch, method_summary, runs_frame, summary_table, verdict
+
+    assert verdict(1.0, 0.2, 0.3) == "worse" and verdict(-1.0, 0.2) == "better"
+    assert verdict(0.5, 0.3, float("nan")) == "no change"     # NaN (one seed) is ignored
+    assert verdict(0.5, float("nan")) == "one seed only, no verdict"
+    assert len(runs_frame([])) == 0 and "norm" in runs_frame([]).columns
+    assert len(summary_table([])) == 0 and describe_small_batch([]) == []
+    table = method_summary([], [])
+    assert set(table.iloc[:, -1]) == {"not run"} and len(table) == 5
+
+
+def test_distributed_results_keep_the_newest_line_per_run(tmp_path):
+    from gnlib.distributed import load_results_plain
+
+    path = tmp_path / "distributed.jsonl"
+    a = {"preset": "full", "world_size": 2, "config": {"norm": "gn"}, "val_error": 1.0}
+    path.write_text(json.dumps(a) + "\n" + json.dumps({**a, "val_error": 2.0}) + "\n{\"cut")
+    assert [r["val_error"] for r in load_results_plain(path)] == [2.0]
+    assert load_results_plain(tmp_path / "missing.jsonl") == []

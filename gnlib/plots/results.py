@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .style import NORM_COLORS, NORM_LABELS, save_figure
+from .style import NORM_COLORS, NORM_LABELS, label_axes, save_figure
 
 __all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves",
            "plot_experiment", "plot_groups", "plot_non_iid", "plot_small_batch",
@@ -194,12 +194,10 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
             ax.plot([x] * len(v), v, ".", color="k", alpha=0.4, ms=4)
     ax.set_xticks(range(len(present)))
     ax.set_xticklabels([NORM_LABELS[n] for n in present])
-    ax.set_ylabel("test error (%)")
-    ax.set_title("Fashion-MNIST (ours): mean ± std over seeds (dots: seeds)", fontsize=10)
-    leg = ax.legend(fontsize=8)
-    for h in leg.legend_handles:
+    label_axes(ax, ylabel="test error (%)", grid="y", legend=dict(fontsize=8),
+               title="Fashion-MNIST (ours): mean ± std over seeds (dots: seeds)")
+    for h in ax.get_legend().legend_handles:
         h.set_color("k")
-    ax.grid(alpha=0.3, axis="y")
     if paper:
         ax2 = axes[0, 1]
         ks = [n for n in norms if n in paper]
@@ -210,10 +208,8 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
         ax2.set_ylim(min(paper.values()) - 3, max(paper.values()) + 1.5)
         for i, k in enumerate(ks):
             ax2.text(i, paper[k] + 0.2, f"{paper[k]:.1f}", ha="center", fontsize=9)
-        ax2.set_ylabel("ImageNet val error (%)")
-        ax2.set_title("paper (Wu & He 2018), batch 4", fontsize=10)
-        ax2.legend(fontsize=8, loc="lower left")
-        ax2.grid(alpha=0.3, axis="y")
+        label_axes(ax2, ylabel="ImageNet val error (%)", title="paper (Wu & He 2018), batch 4",
+                   grid="y", legend=dict(fontsize=8, loc="lower left"))
     fig.tight_layout()
     return fig
 
@@ -247,10 +243,9 @@ def plot_non_iid(records: list[dict]) -> Figure:
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels(order)
     ax.invert_yaxis()
-    ax.set_xlabel("test error (%; guessing gives 90 %)")
-    ax.set_title("batch 32 (one SGD step on all 32): how its images are grouped", fontsize=10)
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3, axis="x")
+    label_axes(ax, xlabel="test error (%; guessing gives 90 %)",
+               title="batch 32 (one SGD step on all 32): how its images are grouped", grid="x",
+               legend=dict(fontsize=8, loc="best"))
     fig.tight_layout()
     return fig
 
@@ -272,12 +267,9 @@ def plot_bn_drift(records: list[dict]) -> Figure:
         sns.lineplot(data=d, x="epoch", y=col, hue="condition", hue_order=hue, palette=pal,
                      errorbar="sd", marker="o", ax=ax)
         ax.axhline(ref, color="k", ls=":", lw=1, label="exact")
-        ax.set_ylabel(ylabel)
-        ax.set_xlabel("epoch")
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title=None)
+        label_axes(ax, xlabel="epoch", ylabel=ylabel, legend=dict(fontsize=7, title=None))
     axes[0].set_title("BN running variance (mean over layers and channels)", fontsize=10)
     axes[1].set_title("BN running mean error (mean over layers and channels)", fontsize=10)
     fig.tight_layout()
@@ -294,9 +286,8 @@ def plot_statistics_deviation(deviations: dict[str, dict]) -> Figure:
         ax.boxplot([deviations[k][key].numpy() for k in labels], vert=False, showfliers=False,
                    widths=0.6)
         ax.axvline(ref, color="k", ls=":", lw=1, label="statistics used at test time")
-        ax.set_xlabel(xlabel + " (mean over channels)")
-        ax.grid(alpha=0.3, axis="x")
-        ax.legend(fontsize=8, loc="lower right")
+        label_axes(ax, xlabel=xlabel + " (mean over channels)", grid="x",
+                   legend=dict(fontsize=8, loc="lower right"))
     axes[0].set_yticks(range(1, len(labels) + 1))
     axes[0].set_yticklabels(labels)
     axes[0].invert_yaxis()

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-__all__ = ["NORM_COLORS", "NORM_LABELS", "save_figure"]
+__all__ = ["NORM_COLORS", "NORM_LABELS", "label_axes", "save_figure"]
 
 #: One colour per normalization, used by every plot so BN is always the same blue.
 NORM_COLORS = {
@@ -30,6 +30,21 @@ NORM_LABELS = {
     "syncbn": "SyncBN",
     "none": "no norm",
 }
+
+
+def label_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+               grid: str = "both", legend: dict | None = None, title_size: float = 10) -> None:
+    """The finishing touches every panel gets: axis labels, a title, a light grid on ``grid``
+    (``"x"``, ``"y"`` or ``"both"``) and a legend with the keyword arguments ``legend``."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=title_size)
+    ax.grid(alpha=0.3, axis=grid)
+    if legend is not None:
+        ax.legend(**legend)
 
 
 def save_figure(fig: Figure, path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
