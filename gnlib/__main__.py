@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--seeds", type=int, default=3)
     rep.add_argument("--force", action="store_true", help="rerun finished configs too")
     rep.add_argument("--results-dir", default=None)
+    rep.add_argument("--rerun-reused", action="store_true",
+                     help="run the configs reused from another experiment's file into this one's")
     plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
     plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed"))
     plo.add_argument("--preset", choices=("quick", "full"), default="full")
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                 reproduce(args.preset, seeds=1 if args.experiment == "all" else args.seeds,
                           results_dir=args.results_dir, force=args.force)
             else:
-                run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir)
+                run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir,
+                         rerun_reused=args.rerun_reused)
     else:
         from .plots.results import plot_experiment
 

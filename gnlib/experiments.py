@@ -280,15 +280,24 @@ def _run_one(cfg_dict: dict, meta: dict, path: str) -> dict:
 
 def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int = 2,
              force: bool = False, results_dir: str | os.PathLike | None = None,
-             configs: list[TrainConfig] | None = None, log=print) -> Path:
+             configs: list[TrainConfig] | None = None, log=print,
+             rerun_reused: bool = False) -> Path:
     """Run every pending config of ``experiment`` (or the given ``configs``) and append records.
 
-    ``workers=0`` runs in this process (no pool). Returns the results file's path.
+    ``workers=0`` runs in this process (no pool). ``rerun_reused`` runs, into this experiment's
+    own file, the configs it would otherwise reuse from another file (e.g. to record a
+    diagnostic added later; the run is deterministic, so its errors come out the same).
+    Returns the results file's path.
     """
     path = results_path(experiment, results_dir)
     configs = grid(experiment, preset, seeds) if configs is None else configs
     also = [results_path(o, results_dir) for o in REUSES.get(experiment, ())]
-    todo = pending(configs, preset, path, force, also)
+    if rerun_reused:
+        todo = pending(configs, preset, path, force)
+        todo = [c for c in todo if c not in pending(todo, preset, also[0], False, also[1:])] \
+            if also else []
+    else:
+        todo = pending(configs, preset, path, force, also)
     log(f"{experiment} ({preset}): {len(configs)} runs, {len(configs) - len(todo)} done, "
         f"{len(todo)} to run -> {path}")
     meta = {"experiment": experiment, "preset": preset, "git_commit": git_commit(),
