@@ -224,3 +224,18 @@ def test_distributed_results_keep_the_newest_line_per_run(tmp_path):
     path.write_text(json.dumps(a) + "\n" + json.dumps({**a, "val_error": 2.0}) + "\n{\"cut")
     assert [r["val_error"] for r in load_results_plain(path)] == [2.0]
     assert load_results_plain(tmp_path / "missing.jsonl") == []
+
+
+def test_rerun_reused_runs_only_the_reused_configs_and_reproduces_them(tmp_path):
+    c1 = TrainConfig(norm="bn", batch_size=8, **TINY)
+    c2 = TrainConfig(norm="bn", batch_size=8, devices=4, **TINY)
+    quiet = dict(workers=0, results_dir=tmp_path, log=lambda *a: None)
+    run_grid("batch-size", "quick", configs=[c1], **quiet)
+    run_grid("non-iid", "quick", configs=[c1, c2], rerun_reused=True, **quiet)
+    own = load_results(tmp_path / "non-iid.jsonl")
+    assert [r["config"]["devices"] for r in own] == [1]          # c2 is not reused: not run
+    first = load_results(tmp_path / "batch-size.jsonl")[0]
+    assert own[0]["val_error"] == first["val_error"]             # deterministic rerun
+    assert own[0]["history"]["train_loss"] == first["history"]["train_loss"]
+    run_grid("non-iid", "quick", configs=[c1, c2], rerun_reused=True, **quiet)
+    assert len(load_results(tmp_path / "non-iid.jsonl")) == 1     # done: not rerun
