@@ -86,6 +86,7 @@ __all__ = [
     "global_batch_stats",
     "main",
     "reproduce",
+    "run_identity",
     "run",
     "synthetic_data",
 ]
@@ -548,20 +549,19 @@ def reproduce(preset: str = "full", norms: Sequence[str] | None = None, nproc: i
     import tempfile
     from pathlib import Path
 
-    from .experiments import RESULTS_DIR, append_record, git_commit, load_results, machine_info
+    from .experiments import RESULTS_DIR, append_record, git_commit, machine_info
 
     if preset not in REPRODUCE_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(REPRODUCE_PRESETS)}")
     if norms is None:
         norms = ("bn", "syncbn", "gbn", "gn") if torch.cuda.is_available() else ("bn", "gbn", "gn")
     path = Path(results_dir or RESULTS_DIR) / "distributed.jsonl"
-    done = {json.dumps([r["preset"], r["world_size"], r["config"]], sort_keys=True)
-            for r in load_results_plain(path)}
+    done = {run_identity(r) for r in load_results_plain(path)}
     meta = {"git_commit": git_commit(), **machine_info()}
     for seed in range(seeds):
         for norm in norms:
             cfg = DistConfig(norm=norm, seed=seed, **REPRODUCE_PRESETS[preset])
-            key = json.dumps([preset, nproc, asdict(cfg)], sort_keys=True)
+            key = run_identity({"preset": preset, "world_size": nproc, "config": asdict(cfg)})
             if key in done and not force:
                 log(f"{norm} seed={seed}: done, skipped")
                 continue
@@ -586,23 +586,22 @@ def reproduce(preset: str = "full", norms: Sequence[str] | None = None, nproc: i
     return path
 
 
-def load_results_plain(path: "os.PathLike") -> list[dict]:
-    """The records of ``results/distributed.jsonl``: the newest line per (preset, world size,
-    config); a line cut by a crash is skipped."""
-    from pathlib import Path
+def run_identity(record: dict) -> str:
+    """A distributed run's identity: its preset, number of processes and :class:`DistConfig`."""
+    return json.dumps([record.get("preset"), record.get("world_size"), record.get("config")],
+                      sort_keys=True)
 
-    path = Path(path)
-    if not path.exists():
-        return []
-    latest: dict[str, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        latest[json.dumps([r.get("preset"), r.get("world_size"), r.get("config")],
-                          sort_keys=True)] = r
-    return list(latest.values())
+
+def load_results_plain(path: "os.PathLike") -> list[dict]:
+    """The records of ``results/distributed.jsonl``: the newest line per :func:`run_identity`;
+    a line cut by a crash is skipped (:func:`gnlib.experiments.load_results`)."""
+    import warnings
+
+    from .experiments import load_results
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_results(path, key=run_identity)
 
 
 # --------------------------------------------------------------------------------------

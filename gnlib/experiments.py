@@ -37,7 +37,8 @@ from typing import Any, Iterable
 from .train import TrainConfig
 
 __all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_drift_frame",
-           "condition_table", "describe_conditions", "describe_small_batch", "verdict",
+           "condition_order", "condition_table", "describe_conditions", "describe_small_batch",
+           "verdict",
            "load_experiment", "method_summary", "non_iid_label", "non_iid_order",
            "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
@@ -52,15 +53,11 @@ RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "gr
 #: Other results files whose runs an experiment's grid may contain (same identity = same run).
 REUSES = {"small-batch": ("batch-size",), "non-iid": ("batch-size",)}
 
-#: The ``non-iid`` conditions, as ``(label, batching, devices)`` at B = 32: one step on the
-#: whole batch, BN statistics per device slice of ``32 / devices`` images.
-NON_IID_CONDITIONS = (
-    ("shuffled", "iid", 1),                    # the paper's set-up at B = 32
-    ("2 classes per batch", "non-iid-2", 1),  # the whole batch from 2 classes
-    ("16 devices x 2, i.i.d.", "iid", 16),     # BN statistics over 2 images
-    ("32 devices x 1", "iid", 32),             # BN statistics over 1 image
-    ("16 devices x 2, 1 class each", "non-iid-1", 16),
-)
+#: The ``non-iid`` conditions, as ``(batching, devices)`` at B = 32: one step on the whole
+#: batch, BN statistics per device slice of ``32 / devices`` images (:func:`non_iid_label`
+#: names them: shuffled; 2 classes per batch; 16 devices x 2, i.i.d.; 32 devices x 1;
+#: 16 devices x 2, 1 class each).
+NON_IID_CONDITIONS = (("iid", 1), ("non-iid-2", 1), ("iid", 16), ("iid", 32), ("non-iid-1", 16))
 
 NORMS = ("bn", "ln", "in", "gn")
 BATCH_SIZES = (32, 16, 8, 4, 2)
@@ -102,6 +99,12 @@ def non_iid_label(cfg: TrainConfig | dict) -> str:
     return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "iid" else "")
 
 
+def condition_order(records: list[dict]) -> list[str]:
+    """The condition labels present in ``records``, in the order of :func:`non_iid_order`."""
+    configs = sorted((r["config"] for r in records), key=non_iid_order)
+    return list(dict.fromkeys(non_iid_label(c) for c in configs))
+
+
 def non_iid_order(cfg: TrainConfig | dict) -> tuple[int, int]:
     """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
     images per device last), non-i.i.d. devices."""
@@ -129,7 +132,7 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
             # SyncBN (statistics over all devices) only differs from shuffled BN when non-i.i.d.
             out += [TrainConfig(norm=n, batch_size=32, batching=bt, devices=d, seed=seed,
                                 **p["train"])
-                    for _, bt, d in p["non_iid_conditions"] for n in ("bn", "gn", "syncbn")
+                    for bt, d in p["non_iid_conditions"] for n in ("bn", "gn", "syncbn")
                     if (n == "bn" or bt != "iid" or d == 1) and (n != "syncbn" or
                                                                 (d > 1 and bt != "iid"))]
         elif experiment in ("batch-size", "curves"):
@@ -166,11 +169,13 @@ def _record_identity(rec: dict) -> str:
     return identity(rec["preset"], rec["config"])
 
 
-def load_results(path: str | os.PathLike, preset: str | None = None) -> list[dict]:
+def load_results(path: str | os.PathLike, preset: str | None = None, key=None) -> list[dict]:
     """All records of a JSONL results file (newest line per identity), optionally one preset.
 
-    Lines that do not parse (a write cut by a crash) are skipped with a warning.
+    ``key(record)`` gives a record's identity (default: its preset and training config). Lines
+    that do not parse (a write cut by a crash) are skipped with a warning.
     """
+    key = key or _record_identity
     path = Path(path)
     if not path.exists():
         return []
@@ -184,9 +189,9 @@ def load_results(path: str | os.PathLike, preset: str | None = None) -> list[dic
             except json.JSONDecodeError:
                 warnings.warn(f"{path}:{n}: skipping an incomplete line", stacklevel=2)
                 continue
-            latest[_record_identity(rec)] = rec
+            latest[key(rec)] = rec
     recs = list(latest.values())
-    return [r for r in recs if preset is None or r["preset"] == preset]
+    return [r for r in recs if preset is None or r.get("preset") == preset]
 
 
 def append_record(path: str | os.PathLike, record: dict) -> None:
@@ -408,8 +413,7 @@ def condition_table(records: list[dict]) -> "Any":
     (:func:`non_iid_label`) and norm, in the order of :func:`non_iid_order`."""
     df = runs_frame(records)
     df = df[~df["diverged"]]
-    order = list(dict.fromkeys(non_iid_label(c) for c in
-                               sorted((r["config"] for r in records), key=non_iid_order)))
+    order = condition_order(records)
     t = df.groupby(["condition", "norm"])[["val_error", "val_error_train_mode"]].agg(["mean", "std"])
     t.columns = [f"{a}_{b}" for a, b in t.columns]
     return t.reindex(order, level="condition").round(2)

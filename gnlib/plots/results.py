@@ -215,13 +215,10 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
 
 
 def _non_iid_frame(records: list[dict]):
-    from ..experiments import non_iid_label, non_iid_order, runs_frame
+    from ..experiments import condition_order, runs_frame
 
     df = runs_frame(records)
-    df["condition"] = [non_iid_label(r["config"]) for r in records]
-    order = list(dict.fromkeys(non_iid_label(c) for c in
-                               sorted((r["config"] for r in records), key=non_iid_order)))
-    return df[~df["diverged"]], order
+    return df[~df["diverged"]], condition_order(records)
 
 
 def plot_non_iid(records: list[dict]) -> Figure:
