@@ -16,7 +16,7 @@ NORM_COLORS = {
     "gn": "#d62728",
     "br": "#ff7f0e",
     "gn+ws": "#8c564b",
-    "syncbn": "#17becf",
+    "syncbn": "#bcbd22",
     "none": "#7f7f7f",
 }
 
