@@ -383,7 +383,8 @@ def runs_frame(records: list[dict]):
 
 
 def history_frame(records: list[dict]):
-    """Long table of the per-epoch histories: norm, batch_size, seed, epoch, split, error."""
+    """Long table of the per-epoch histories: norm, batch_size, seed, condition
+    (:func:`non_iid_label`), epoch, split, error."""
     import pandas as pd
 
     rows = []
@@ -396,6 +397,7 @@ def history_frame(records: list[dict]):
                     rows.append({"norm": c["norm"], "groups": c["groups"],
                                  "channels_per_group": c["channels_per_group"],
                                  "batch_size": c["batch_size"], "seed": c["seed"],
+                                 "condition": non_iid_label(c),
                                  "epoch": ep, "split": split, "error": err})
     return pd.DataFrame(rows)
 

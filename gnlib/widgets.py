@@ -268,9 +268,11 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
 
 
 def figure_slider(
-    draw: Callable[[Any], Figure], options: Sequence[Any], value: Any, description: str
+    draw: Callable[[Any], Figure], options: Sequence[Any], value: Any, description: str,
+    control: str = "slider",
 ) -> Any:
-    """A ``SelectionSlider`` over ``options`` above an image of ``draw(option)``.
+    """A ``SelectionSlider`` (or, with ``control="dropdown"``, a ``Dropdown`` for long
+    labels) over ``options`` above an image of ``draw(option)``.
 
     The figure is redrawn when the slider is released (``continuous_update=False``) and shown
     as a PNG ``Image`` widget, which renders the same with or without a live frontend.
@@ -278,8 +280,14 @@ def figure_slider(
     import ipywidgets as widgets
 
     image = widgets.Image(value=figure_png(draw(value)), format="png")
-    slider = widgets.SelectionSlider(options=list(options), value=value,
-                                     description=description, continuous_update=False)
+    if control == "dropdown":
+        slider = widgets.Dropdown(options=list(options), value=value, description=description,
+                                  layout=widgets.Layout(width="max-content"))
+    elif control == "slider":
+        slider = widgets.SelectionSlider(options=list(options), value=value,
+                                         description=description, continuous_update=False)
+    else:
+        raise ValueError(f"control must be 'slider' or 'dropdown', got {control!r}")
     slider.observe(lambda change: setattr(image, "value", figure_png(draw(change["new"]))),
                    names="value")
     return widgets.VBox([slider, image])

@@ -144,3 +144,25 @@ def test_figure_slider_redraws_the_image_for_the_chosen_option() -> None:
     assert list(slider.options) == [1, 2, 3] and slider.description == "k"
     slider.value = 3
     assert image.value != before and image.value[:4] == b"\x89PNG"
+
+
+def test_figure_slider_as_dropdown_for_long_labels() -> None:
+    import ipywidgets as widgets
+    from matplotlib.figure import Figure
+
+    from gnlib.widgets import figure_slider
+
+    def draw(label: str) -> Figure:
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().set_title(label)
+        return fig
+
+    box = figure_slider(draw, ["shuffled", "16 devices x 2, 1 class each"], "shuffled", "batch",
+                        control="dropdown")
+    menu, image = box.children
+    assert isinstance(menu, widgets.Dropdown)
+    before = image.value
+    menu.value = "16 devices x 2, 1 class each"
+    assert image.value != before
+    with pytest.raises(ValueError, match="control"):
+        figure_slider(draw, ["a"], "a", "x", control="knob")

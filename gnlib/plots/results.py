@@ -97,15 +97,21 @@ def plot_bn_train_test(records: list[dict]) -> Figure:
     return fig
 
 
-def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER) -> Figure:
+def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
+                condition: str | None = None) -> Figure:
     """Train and val error (%) vs epoch at ``batch_size``, one line per norm, band = ± std
-    over seeds (seaborn)."""
+    over seeds (seaborn). ``condition``: only runs of that batch condition
+    (:func:`gnlib.experiments.non_iid_label`, e.g. ``"16 devices x 2, 1 class each"``)."""
     from ..experiments import history_frame
 
     df = history_frame(records)
-    df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)] if len(df) else df
+    if len(df):
+        df = df[(df["batch_size"] == batch_size) & df["norm"].isin(norms)]
+        if condition is not None:
+            df = df[df["condition"] == condition]
     if not len(df):
-        raise FileNotFoundError(f"no finished runs at batch size {batch_size} for {tuple(norms)}")
+        raise FileNotFoundError(f"no finished runs at batch size {batch_size} for {tuple(norms)}"
+                                + (f" in condition {condition!r}" if condition else ""))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
     hue_order = [n for n in norms if n in set(df["norm"])]
     from matplotlib.ticker import MaxNLocator
@@ -120,7 +126,8 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER) -> Figur
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{'training' if split == 'train' else 'test'} error (%)")
-        ax.set_title(f"{names[split]}, batch size {batch_size}", fontsize=10)
+        where = f"batch {batch_size}, {condition}" if condition else f"batch size {batch_size}"
+        ax.set_title(f"{names[split]}, {where}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(title=None)
     fig.tight_layout()
