@@ -47,7 +47,8 @@ from .models import build_model
 
 BATCHINGS = ("iid", "non-iid-1", "non-iid-2")
 
-__all__ = ["BATCHINGS", "TrainConfig", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr", "synthetic_data", "train"]
+__all__ = ["BATCHINGS", "TrainConfig", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr",
+           "synthetic_data", "train"]
 
 BASE_BATCH = 32
 
@@ -221,7 +222,8 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = build_model("bn" if cfg.norm == "syncbn" else cfg.norm, widths=cfg.widths, blocks=cfg.blocks, groups=cfg.groups,
+            arch_norm = "bn" if cfg.norm == "syncbn" else cfg.norm   # SyncBN: BN over all
+            model = build_model(arch_norm, widths=cfg.widths, blocks=cfg.blocks, groups=cfg.groups,
                                 channels_per_group=cfg.channels_per_group,
                                 stem_stride=cfg.stem_stride, strides=cfg.strides,
                                 bn_splits=cfg.devices if cfg.norm == "bn" else 1)
@@ -229,8 +231,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(xtr) // B if cfg.batching == "iid" else \
-        len(epoch_batches(cfg, ytr, torch.Generator().manual_seed(cfg.seed)))
+    steps_per_epoch = len(epoch_batches(cfg, ytr, torch.Generator().manual_seed(cfg.seed)))
     total = steps_per_epoch * cfg.epochs    # (non-iid epochs may differ by a step: lr_at clamps)
     track_stats = cfg.norm in ("bn", "br", "syncbn")
     stats_x = xtr[:2000]
@@ -263,12 +264,9 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
         hist["lr"].append(lr_at(lr, min(step - 1, total), total, cfg.schedule))
         if not math.isfinite(mean_loss):
             diverged_epoch = epoch
-            hist["train_loss"].append(None)
-            hist["train_error"].append(None)
-            hist["val_error"].append(None)
-            if track_stats:
-                hist["bn_mean_gap"].append(None)
-                hist["bn_var_ratio"].append(None)
+            for k in keys:
+                if k not in ("epoch", "lr"):        # no metrics for a diverged epoch
+                    hist[k].append(None)
             break
         hist["train_loss"].append(round(mean_loss, 5))
         hist["train_error"].append(round(100.0 * wrong.item() / batches.numel(), 3))
