@@ -200,7 +200,7 @@ def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
         "shuffled", "4 devices x 2, 1 class each"]
     fig = plot_bn_drift(recs)
-    assert fig.axes[0].get_ylabel() == "running var / data var"
+    assert fig.axes[0].get_ylabel() == "running var / var of eval-mode input"
     assert len(fig.axes[0].get_legend().get_texts()) >= 2
 
 

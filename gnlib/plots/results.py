@@ -212,7 +212,7 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
                 alpha=0.7, label="ResNet-50, ImageNet, batch 4")
         ax2.set_xticks(range(len(ks)))
         ax2.set_xticklabels([NORM_LABELS[k] for k in ks])
-        ax2.set_ylim(min(paper.values()) - 3, max(paper.values()) + 1.5)
+        ax2.set_ylim(0, max(paper.values()) * 1.15)           # bars start at 0
         for i, k in enumerate(ks):
             ax2.text(i, paper[k] + 0.2, f"{paper[k]:.1f}", ha="center", fontsize=9)
         label_axes(ax2, ylabel="ImageNet val error (%)", title="paper (Wu & He 2018), batch 4",
@@ -244,6 +244,9 @@ def plot_non_iid(records: list[dict]) -> Figure:
                     color=NORM_COLORS[norm], mfc="white" if hollow else None, capsize=3,
                     label=NORM_LABELS[norm] + (" (train-mode statistics on test)" if hollow
                                                else " (eval mode)"))
+        runs = df[(df["norm"] == norm) & df[col].notna()]
+        ax.plot(runs[col], [y[c] + off for c in runs["condition"]], ".", color="k", alpha=0.4,
+                ms=4, label="single seeds" if k == 0 else None)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels(order)
     ax.invert_yaxis()
@@ -266,8 +269,8 @@ def plot_bn_drift(records: list[dict]) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     hue = [c for c in order if c in set(d["condition"])]
     pal = dict(zip(hue, sns.color_palette("colorblind", len(hue))))
-    for ax, col, ylabel, ref in ((axes[0], "var_ratio", "running var / data var", 1.0),
-                                 (axes[1], "mean_gap", "|running mean - data mean| / data std", 0.0)):
+    for ax, col, ylabel, ref in ((axes[0], "var_ratio", "running var / var of eval-mode input", 1.0),
+                                 (axes[1], "mean_gap", "|running - input mean| / input std", 0.0)):
         sns.lineplot(data=d, x="epoch", y=col, hue="condition", hue_order=hue, palette=pal,
                      errorbar="sd", marker="o", ax=ax)
         ax.axhline(ref, color="k", ls=":", lw=1, label="exact")
@@ -282,21 +285,22 @@ def plot_bn_drift(records: list[dict]) -> Figure:
 
 def plot_statistics_deviation(deviations: dict[str, dict]) -> Figure:
     """Box plots, one per batch condition, of the per-slice deviations returned by
-    :func:`gnlib.diagnostics.batch_statistics_deviation` (mean gap and variance ratio)."""
+    :func:`gnlib.diagnostics.batch_statistics_deviation` (mean gap and variance ratio) against
+    the statistics of the layer's input over all the images passed to it."""
     labels = list(deviations)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(labels) + 2.2), sharey=True)
-    for ax, key, xlabel, ref in ((axes[0], "mean_dev", "|slice mean - data mean| / data std", 0.0),
-                                 (axes[1], "var_ratio", "slice variance / data variance", 1.0)):
+    for ax, key, xlabel, ref in ((axes[0], "mean_dev", "|slice mean - mean of all| / std of all", 0.0),
+                                 (axes[1], "var_ratio", "slice variance / variance of all", 1.0)):
         ax.boxplot([deviations[k][key].numpy() for k in labels], vert=False, showfliers=False,
                    widths=0.6)
-        ax.axvline(ref, color="k", ls=":", lw=1, label="statistics used at test time")
+        ax.axvline(ref, color="k", ls=":", lw=1, label="statistics of all the images")
         label_axes(ax, xlabel=xlabel + " (mean over channels)", grid="x",
                    legend=dict(fontsize=8, loc="lower right"))
     axes[0].set_yticks(range(1, len(labels) + 1))
     axes[0].set_yticklabels(labels)
     axes[0].invert_yaxis()
-    axes[0].set_title("means BN normalizes with in training", fontsize=10)
-    axes[1].set_title("variances BN normalizes with in training", fontsize=10)
+    axes[0].set_title("means a BN layer normalizes with in training", fontsize=10)
+    axes[1].set_title("variances a BN layer normalizes with in training", fontsize=10)
     fig.tight_layout()
     return fig
 
