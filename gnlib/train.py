@@ -198,7 +198,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     "history": {"epoch", "train_loss", "train_error", "val_error", "lr"}}`` (errors in %).
 
     ``data``: float ``(xtr, ytr, xte, yte)`` (default: :func:`get_data`). ``progress`` shows a
-    tqdm bar (notebook-aware). The run is deterministic for a given config on 1 thread.
+    tqdm bar (notebook-aware). The run is deterministic for a given config and commit on 1 thread.
     """
     from tqdm.auto import tqdm
 
