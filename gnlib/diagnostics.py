@@ -17,13 +17,10 @@ __all__ = ["batch_statistics_deviation", "bn_layers", "bn_statistics_gap"]
 
 
 def bn_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers of ``model`` with running statistics (BN, ghost BN, Batch Renorm)."""
-    from torch.nn.modules.batchnorm import _BatchNorm
+    """The norm layers of ``model`` with running statistics (BN, ghost BN, Batch Renorm)."""
+    from .models import norm_layers
 
-    from .norms import BatchRenorm
-
-    return [m for m in model.modules() if isinstance(m, (_BatchNorm, BatchRenorm))
-            and getattr(m, "running_mean", None) is not None]
+    return [m for m in norm_layers(model) if getattr(m, "running_mean", None) is not None]
 
 
 def _collect_inputs(model: nn.Module, layers: list[nn.Module], x: Tensor, batch_size: int,

@@ -89,9 +89,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _config_dict(cfg: TrainConfig | dict) -> dict:
+    return cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+
+
 def non_iid_label(cfg: TrainConfig | dict) -> str:
     """A readable name of a config's batch condition, e.g. ``"16 devices x 2, 1 class each"``."""
-    c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    c = _config_dict(cfg)
     b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "iid")
     what = {"iid": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
     if d == 1:
@@ -108,7 +112,7 @@ def condition_order(records: list[dict]) -> list[str]:
 def non_iid_order(cfg: TrainConfig | dict) -> tuple[int, int]:
     """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
     images per device last), non-i.i.d. devices."""
-    c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    c = _config_dict(cfg)
     d, bt = c.get("devices", 1), c.get("batching", "iid")
     return ((0 if bt == "iid" else 1) if d == 1 else (2 if bt == "iid" else 3), d)
 
@@ -298,9 +302,8 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
     configs = grid(experiment, preset, seeds) if configs is None else configs
     also = [results_path(o, results_dir) for o in REUSES.get(experiment, ())]
     if rerun_reused:
-        todo = pending(configs, preset, path, force)
-        todo = [c for c in todo if c not in pending(todo, preset, also[0], False, also[1:])] \
-            if also else []
+        reused = {_record_identity(r) for f in also for r in load_results(f)}
+        todo = [c for c in pending(configs, preset, path, force) if identity(preset, c) in reused]
     else:
         todo = pending(configs, preset, path, force, also)
     log(f"{experiment} ({preset}): {len(configs)} runs, {len(configs) - len(todo)} done, "
@@ -516,9 +519,9 @@ def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int
                 (f"{v.mean():.2f}" if len(v) else "not run"))
 
     sb = runs_frame(small_batch)
-    sb = sb[~sb["diverged"].astype(bool) & (sb["batch_size"] == batch_size)]
+    sb = sb[~sb["diverged"] & (sb["batch_size"] == batch_size)]
     ni = runs_frame(non_iid)
-    ni = ni[~ni["diverged"].astype(bool)]
+    ni = ni[~ni["diverged"]]
 
     def cond(norm: str, label: str) -> list:
         return ni[(ni["norm"] == norm) & (ni["condition"] == label)]["val_error"].tolist()

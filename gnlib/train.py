@@ -46,6 +46,8 @@ from .diagnostics import bn_statistics_gap
 from .models import build_model
 
 BATCHINGS = ("iid", "non-iid-1", "non-iid-2")
+#: Norms whose training forward uses batch statistics (they get the BN diagnostics).
+BATCH_STAT_NORMS = ("bn", "br", "syncbn")
 
 __all__ = ["BATCHINGS", "TrainConfig", "epoch_batches", "evaluate", "get_data", "lr_at", "scaled_lr",
            "synthetic_data", "train"]
@@ -233,7 +235,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(epoch_batches(cfg, ytr, torch.Generator().manual_seed(cfg.seed)))
     total = steps_per_epoch * cfg.epochs    # (non-iid epochs may differ by a step: lr_at clamps)
-    track_stats = cfg.norm in ("bn", "br", "syncbn")
+    track_stats = cfg.norm in BATCH_STAT_NORMS
     stats_x = xtr[:2000]
     keys = ["epoch", "train_loss", "train_error", "val_error", "lr"]
     keys += ["bn_mean_gap", "bn_var_ratio"] if track_stats else []
@@ -290,7 +292,7 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
         "val_error_train_mode": None,
         "history": hist,
     }
-    if not diverged and cfg.norm in ("bn", "br", "syncbn"):
+    if not diverged and track_stats:
         res["val_error_train_mode"] = round(evaluate(model, xte, yte, B, train_mode=True), 3)
     res["wall_s"] = round(time.perf_counter() - t0, 2)
     return res

@@ -260,9 +260,9 @@ def plot_non_iid(records: list[dict]) -> Figure:
 def plot_bn_drift(records: list[dict]) -> Figure:
     """BN's running statistics vs the data's, per epoch and condition (band: ± std over seeds):
     variance ratio (1 = right) and standardized mean gap (0 = right), averaged over layers."""
-    from ..experiments import bn_drift_frame
+    from ..experiments import bn_drift_frame, condition_order
 
-    _, order = _non_iid_frame(records)
+    order = condition_order(records)
     d = bn_drift_frame([r for r in records if r["config"]["norm"] == "bn"])
     if not len(d):
         raise FileNotFoundError("no BN runs with running-statistics history in these records")
