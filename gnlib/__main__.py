@@ -1,7 +1,8 @@
 """The command line: ``python -m gnlib reproduce ...`` and ``python -m gnlib plot ...``.
 
-    python -m gnlib reproduce {batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
-        --preset {quick,full} --workers 2 --seeds 3 [--force] [--results-dir results]
+    python -m gnlib reproduce {figure1,batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
+        --preset {quick,full,gpu} --device {auto,cpu,cuda} --workers 2 --seeds 3 [--force] \\
+        [--results-dir results]
     python -m gnlib plot {batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
         [--results-dir results] [--figures-dir figures]
 
@@ -13,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-CHOICES = ("batch-size", "curves", "groups", "small-batch", "non-iid", "distributed", "all")
+CHOICES = ("figure1", "batch-size", "curves", "groups", "small-batch", "non-iid", "distributed",
+           "all")
 
 
 def _expand(what: str) -> list[str]:
-    return (["batch-size", "groups", "small-batch", "non-iid", "distributed"] if what == "all"
+    return (["figure1", "batch-size", "groups", "small-batch", "non-iid", "distributed"] if what == "all"
             else [what])
 
 
@@ -26,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     rep = sub.add_parser("reproduce", help="run an experiment grid, appending to results/")
     rep.add_argument("experiment", choices=CHOICES)
-    rep.add_argument("--preset", choices=("quick", "full"), default="full")
+    rep.add_argument("--preset", choices=("quick", "full", "gpu"), default="full",
+                     help="gpu: figure1 only, a deeper net for 30 epochs on one GPU")
+    rep.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="auto: cuda when available (records name the device)")
     rep.add_argument("--workers", type=int, default=2, help="processes (1 thread each); 0 = inline")
     rep.add_argument("--seeds", type=int, default=3)
     rep.add_argument("--force", action="store_true", help="rerun finished configs too")
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "reproduce":
         from .experiments import run_grid
+        from .train import resolve_device
+
+        device = resolve_device(args.device).type
 
         for exp in _expand(args.experiment):
             if exp == "distributed":      # 2 torchrun processes per run; one seed by default
@@ -51,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                           results_dir=args.results_dir, force=args.force)
             else:
                 run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir,
-                         rerun_reused=args.rerun_reused)
+                         rerun_reused=args.rerun_reused, device=device)
     else:
         from .plots.results import plot_experiment
 

@@ -19,12 +19,10 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import fcntl
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -34,6 +32,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterable
 
+from .results import RESULTS_DIR, append_record, git_commit, machine_info, provenance
+from .results import load_results as _load
 from .train import TrainConfig
 
 __all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_drift_frame",
@@ -44,11 +44,9 @@ __all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_dr
            "history_frame", "identity", "provenance", "runs_frame", "summary_table",
            "load_results", "machine_info", "pending", "results_path", "run_grid"]
 
-#: ``results/`` of the repository (``GNLIB_RESULTS`` overrides it).
-RESULTS_DIR = Path(os.environ.get("GNLIB_RESULTS") or Path(__file__).resolve().parent.parent / "results")
-EXPERIMENTS = ("batch-size", "curves", "groups", "small-batch", "non-iid")
+EXPERIMENTS = ("figure1", "batch-size", "curves", "groups", "small-batch", "non-iid")
 #: ``curves`` re-uses the batch-32 runs of the batch-size grid.
-RESULT_FILE = {"batch-size": "batch-size", "curves": "batch-size", "groups": "groups",
+RESULT_FILE = {"figure1": "figure1", "batch-size": "batch-size", "curves": "batch-size", "groups": "groups",
                "small-batch": "small-batch", "non-iid": "non-iid"}
 #: Other results files whose runs an experiment's grid may contain (same identity = same run).
 REUSES = {"small-batch": ("batch-size",), "non-iid": ("batch-size",)}
@@ -57,9 +55,12 @@ REUSES = {"small-batch": ("batch-size",), "non-iid": ("batch-size",)}
 #: batch, BN statistics per device slice of ``32 / devices`` images (:func:`non_iid_label`
 #: names them: shuffled; 2 classes per batch; 16 devices x 2, i.i.d.; 32 devices x 1;
 #: 16 devices x 2, 1 class each).
-NON_IID_CONDITIONS = (("iid", 1), ("non-iid-2", 1), ("iid", 16), ("iid", 32), ("non-iid-1", 16))
+NON_IID_CONDITIONS = (("shuffled", 1), ("non-iid-2", 1), ("shuffled", 16), ("shuffled", 32), ("non-iid-1", 16))
 
 NORMS = ("bn", "ln", "in", "gn")
+#: Images per device whose statistics BN normalizes with in ``figure1`` (total batch 32).
+FIGURE1_SLICES = (32, 16, 8, 4, 2, 1)
+FIGURE1_BATCH = 32
 BATCH_SIZES = (32, 16, 8, 4, 2)
 
 #: Shared training settings per preset (everything else: TrainConfig defaults).
@@ -67,7 +68,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         # 6k-image fixed subset x 6 epochs (36k images seen per run), full 10k test set; base lr
         # 0.2 at B=32 (paper: 0.1 for 100 epochs; a short probe trained faster with 0.2).
-        "train": dict(train_size=6000, test_size=10000, epochs=6, base_lr=0.2),
+        # These grids ran before the channels-last route existed: pinned to the route they ran.
+        "train": dict(train_size=6000, test_size=10000, epochs=6, base_lr=0.2,
+                      memory_format="contiguous"),
+        # Figure 1, converged: all 60k images, crop + flip, 10 epochs of batch 32 at lr 0.1 with
+        # cosine decay to 0; the final epoch's test error is reported.
+        "figure1": dict(train=dict(train_size=60000, test_size=10000, epochs=10, base_lr=0.1,
+                                   augment=True, median_last=1),
+                        slices=FIGURE1_SLICES, references=("gn", "ln", "in")),
         "batch_sizes": BATCH_SIZES,
         "groups": (64, 32, 16, 8, 4, 2, 1),
         "channels_per_group": (64, 32, 16, 8, 4, 2, 1),
@@ -78,6 +86,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "train": dict(train_size=1000, test_size=1000, epochs=2, base_lr=0.2),
+        "figure1": dict(train=dict(train_size=1000, test_size=1000, epochs=2, base_lr=0.1,
+                                   augment=True, median_last=1),
+                        slices=(32, 2, 1), references=("gn",)),
         "batch_sizes": (32, 8, 2),
         "groups": (32, 8, 1),
         "channels_per_group": (16, 2),
@@ -85,6 +96,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "small_batch_norms": ("bn", "br", "gn", "gn+ws"),
         "small_batch_sizes": (2,),
         "non_iid_conditions": (NON_IID_CONDITIONS[0], NON_IID_CONDITIONS[-1]),
+    },
+    # Figure 1 on one GPU: a deeper ResNet-20-like net (3 x 3 blocks at 28, 14, 7 pixels:
+    # 21 norm layers, C/G >= 2 everywhere with G = 16), 30 epochs. Other experiments: CPU presets.
+    "gpu": {
+        "figure1": dict(train=dict(train_size=60000, test_size=10000, epochs=30, base_lr=0.1,
+                                   augment=True, median_last=1, widths=(32, 64, 128),
+                                   blocks=(3, 3, 3), stem_stride=1, strides=(1, 2, 2), groups=16),
+                        slices=FIGURE1_SLICES, references=("gn", "ln", "in")),
     },
 }
 
@@ -96,11 +115,11 @@ def _config_dict(cfg: TrainConfig | dict) -> dict:
 def non_iid_label(cfg: TrainConfig | dict) -> str:
     """A readable name of a config's batch condition, e.g. ``"16 devices x 2, 1 class each"``."""
     c = _config_dict(cfg)
-    b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "iid")
-    what = {"iid": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
+    b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "shuffled")
+    what = {"shuffled": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
     if d == 1:
-        return "shuffled" if bt == "iid" else f"{bt[-1]} class{'es' if bt[-1] == '2' else ''} per batch"
-    return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "iid" else "")
+        return "shuffled" if bt == "shuffled" else f"{bt[-1]} class{'es' if bt[-1] == '2' else ''} per batch"
+    return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "shuffled" else "")
 
 
 def condition_order(records: list[dict]) -> list[str]:
@@ -113,22 +132,38 @@ def non_iid_order(cfg: TrainConfig | dict) -> tuple[int, int]:
     """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
     images per device last), non-i.i.d. devices."""
     c = _config_dict(cfg)
-    d, bt = c.get("devices", 1), c.get("batching", "iid")
-    return ((0 if bt == "iid" else 1) if d == 1 else (2 if bt == "iid" else 3), d)
+    d, bt = c.get("devices", 1), c.get("batching", "shuffled")
+    return ((0 if bt == "shuffled" else 1) if d == 1 else (2 if bt == "shuffled" else 3), d)
+
+
+def figure1_configs(preset: str, seed: int) -> list[TrainConfig]:
+    """One seed of ``figure1``: total batch 32 per SGD step, BN statistics over device slices of
+    ``s`` images (``devices = 32 / s``), and GN / LN / IN (whose forward ignores the split), in
+    run order: BN at 32, GN, BN at 2 and 1 (the figure's core), then the rest."""
+    f, B = PRESETS[preset]["figure1"], FIGURE1_BATCH
+    bn = [TrainConfig(norm="bn", batch_size=B, devices=B // s, seed=seed, **f["train"])
+          for s in f["slices"]]
+    refs = [TrainConfig(norm=n, batch_size=B, seed=seed, **f["train"]) for n in f["references"]]
+    core = {("bn", 1): 0, ("gn", 1): 1, ("bn", B // 2): 2, ("bn", B): 3}
+    return sorted(bn + refs, key=lambda c: (core.get((c.norm, c.devices), 4), c.norm != "bn"))
 
 
 def grid(experiment: str, preset: str = "full", seeds: int = 3,
-         norms: Iterable[str] = NORMS) -> list[TrainConfig]:
-    """The configs of ``experiment`` under ``preset``, in run order: seed-major, the most
-    expensive (smallest batch) first; for ``batch-size`` BN and GN before LN and IN."""
+         norms: Iterable[str] = NORMS, device: str = "cpu") -> list[TrainConfig]:
+    """The configs of ``experiment`` under ``preset`` on ``device``, in run order: seed-major,
+    the most expensive (smallest batch) first; for ``batch-size`` BN and GN before LN and IN."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {EXPERIMENTS}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(PRESETS)}")
     p = PRESETS[preset]
+    if "train" not in p and experiment != "figure1":
+        raise ValueError(f"preset {preset!r} defines the figure1 experiment only")
     out: list[TrainConfig] = []
     for seed in range(seeds):
-        if experiment == "small-batch":
+        if experiment == "figure1":
+            out += figure1_configs(preset, seed)
+        elif experiment == "small-batch":
             out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
                     for b in sorted(p["small_batch_sizes"]) for n in p["small_batch_norms"]]
         elif experiment == "non-iid":
@@ -137,8 +172,8 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
             out += [TrainConfig(norm=n, batch_size=32, batching=bt, devices=d, seed=seed,
                                 **p["train"])
                     for bt, d in p["non_iid_conditions"] for n in ("bn", "gn", "syncbn")
-                    if (n == "bn" or bt != "iid" or d == 1) and (n != "syncbn" or
-                                                                (d > 1 and bt != "iid"))]
+                    if (n == "bn" or bt != "shuffled" or d == 1) and (n != "syncbn" or
+                                                                (d > 1 and bt != "shuffled"))]
         elif experiment in ("batch-size", "curves"):
             bss = sorted(p["batch_sizes"]) if experiment == "batch-size" else [32]
             out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
@@ -155,11 +190,12 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
         def tier(c: TrainConfig) -> int:
             return 0 if c.norm in ("bn", "gn") else (1 if c.batch_size == 32 else 2)
         out.sort(key=tier)  # stable: seed-major, smallest (most expensive) batch first
-    return out
+    return [dataclasses.replace(c, device=device) for c in out] if device != "cpu" else out
 
 
 def identity(preset: str, cfg: TrainConfig | dict) -> str:
-    """The canonical identity of a run: its preset and full config, as sorted JSON."""
+    """The canonical identity of a run: its preset and full config (defaults filled in), as
+    sorted JSON."""
     d = cfg.to_dict() if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg).to_dict()
     return json.dumps({"preset": preset, **d}, sort_keys=True)
 
@@ -174,77 +210,8 @@ def _record_identity(rec: dict) -> str:
 
 
 def load_results(path: str | os.PathLike, preset: str | None = None, key=None) -> list[dict]:
-    """All records of a JSONL results file (newest line per identity), optionally one preset.
-
-    ``key(record)`` gives a record's identity (default: its preset and training config). Lines
-    that do not parse (a write cut by a crash) are skipped with a warning.
-    """
-    key = key or _record_identity
-    path = Path(path)
-    if not path.exists():
-        return []
-    latest: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{path}:{n}: skipping an incomplete line", stacklevel=2)
-                continue
-            latest[key(rec)] = rec
-    recs = list(latest.values())
-    return [r for r in recs if preset is None or r.get("preset") == preset]
-
-
-def append_record(path: str | os.PathLike, record: dict) -> None:
-    """Append ``record`` as one JSON line: exclusive lock, one write, flush, fsync."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data  # a previous write was cut: never glue onto it
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def git_commit() -> str:
-    """Short commit of the working tree (``+dirty`` if gnlib has uncommitted changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "gnlib"], cwd=root, text=True,
-                               capture_output=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU and library versions recorded with every run."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"machine": f"{platform.platform()}; {cpu}; {os.cpu_count()} cores",
-            "torch": torch.__version__, "python": platform.python_version()}
+    """:func:`gnlib.results.load_results` keyed by the run identity (:func:`identity`)."""
+    return _load(path, preset, key or _record_identity)
 
 
 def pending(configs: list[TrainConfig], preset: str, path: Path, force: bool,
@@ -258,10 +225,10 @@ def pending(configs: list[TrainConfig], preset: str, path: Path, force: bool,
 
 
 def load_experiment(experiment: str, preset: str = "full", seeds: int = 3,
-                    results_dir: str | os.PathLike | None = None) -> list[dict]:
+                    results_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[dict]:
     """The records of ``experiment``'s grid: its own file plus the runs it reuses from the
     files in :data:`REUSES` (only those whose config is in the grid)."""
-    wanted = {identity(preset, c) for c in grid(experiment, preset, seeds)}
+    wanted = {identity(preset, c) for c in grid(experiment, preset, seeds, device=device)}
     recs = load_results(results_path(experiment, results_dir), preset)
     have = {_record_identity(r) for r in recs}
     for other in REUSES.get(experiment, ()):
@@ -277,20 +244,35 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore", message="GN with groups")
 
 
+def checkpoint_path(path: str | os.PathLike, preset: str, cfg: TrainConfig | dict) -> Path:
+    """Where :func:`run_grid` keeps a run's final weights: ``results/checkpoints/`` (not
+    committed), named by the experiment file and a hash of the run identity."""
+    import hashlib
+
+    digest = hashlib.sha1(identity(preset, cfg).encode()).hexdigest()[:12]
+    return Path(path).parent / "checkpoints" / f"{Path(path).stem}-{digest}.pt"
+
+
 def _run_one(cfg_dict: dict, meta: dict, path: str) -> dict:
-    """Worker: train one config and append its record; returns a short summary."""
+    """Worker: train one config, append its record and keep its final weights; returns a
+    short summary."""
+    import torch
+
     from .train import train
 
-    res = train(cfg_dict)
+    res, model = train(cfg_dict, return_model=True)
+    ckpt = checkpoint_path(path, meta["preset"], cfg_dict)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, ckpt)
     rec = {**meta, **res, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     append_record(path, rec)
-    return {k: res[k] for k in ("val_error", "diverged", "wall_s")}
+    return {k: res[k] for k in ("test_error", "diverged", "did_not_train", "wall_s")}
 
 
 def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int = 2,
              force: bool = False, results_dir: str | os.PathLike | None = None,
              configs: list[TrainConfig] | None = None, log=print,
-             rerun_reused: bool = False) -> Path:
+             rerun_reused: bool = False, device: str = "cpu") -> Path:
     """Run every pending config of ``experiment`` (or the given ``configs``) and append records.
 
     ``workers=0`` runs in this process (no pool). ``rerun_reused`` runs, into this experiment's
@@ -299,7 +281,7 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
     Returns the results file's path.
     """
     path = results_path(experiment, results_dir)
-    configs = grid(experiment, preset, seeds) if configs is None else configs
+    configs = grid(experiment, preset, seeds, device=device) if configs is None else configs
     also = [results_path(o, results_dir) for o in REUSES.get(experiment, ())]
     if rerun_reused:
         reused = {_record_identity(r) for f in also for r in load_results(f)}
@@ -314,8 +296,9 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
     t0 = time.perf_counter()
 
     def report(i: int, c: TrainConfig, s: dict) -> None:
-        err = "diverged" if s["diverged"] else f"val {s['val_error']:.2f}%"
-        extra = f" {c.batching} devices={c.devices}" if (c.batching, c.devices) != ("iid", 1) else ""
+        err = "diverged" if s["diverged"] else f"test {s['test_error']:.2f}%"
+        err += " (did not train)" if s["did_not_train"] and not s["diverged"] else ""
+        extra = f" {c.batching} devices={c.devices}" if (c.batching, c.devices) != ("shuffled", 1) else ""
         log(f"[{i}/{len(todo)}] {c.norm} G={c.groups} cpg={c.channels_per_group} "
             f"B={c.batch_size}{extra} seed={c.seed}: {err} ({s['wall_s']:.0f} s; "
             f"elapsed {time.perf_counter() - t0:.0f} s)")
@@ -352,7 +335,7 @@ PAPER = {
 
 
 RUN_COLUMNS = ["norm", "groups", "condition", "channels_per_group", "batch_size", "seed", "epochs",
-               "batching", "devices", "val_error", "train_error", "val_error_train_mode",
+               "batching", "devices", "test_error", "train_error", "test_error_train_mode",
                "diverged", "wall_s"]
 
 
@@ -377,12 +360,12 @@ def runs_frame(records: list[dict]):
         rows.append({"norm": c["norm"], "groups": c["groups"], "condition": non_iid_label(c),
                      "channels_per_group": c["channels_per_group"],
                      "batch_size": c["batch_size"], "seed": c["seed"], "epochs": c["epochs"],
-                     "batching": c.get("batching", "iid"), "devices": c.get("devices", 1),
-                     "val_error": r["val_error"], "train_error": r["train_error"],
-                     "val_error_train_mode": r.get("val_error_train_mode"),
+                     "batching": c.get("batching", "shuffled"), "devices": c.get("devices", 1),
+                     "test_error": r["test_error"], "train_error": r["train_error"],
+                     "test_error_train_mode": r.get("test_error_train_mode"),
                      "diverged": r["diverged"], "wall_s": r["wall_s"]})
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    return df.astype({"diverged": bool, "val_error": float, "val_error_train_mode": float})
+    return df.astype({"diverged": bool, "test_error": float, "test_error_train_mode": float})
 
 
 def history_frame(records: list[dict]):
@@ -406,7 +389,7 @@ def history_frame(records: list[dict]):
 
 
 def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_size"),
-                  value: str = "val_error"):
+                  value: str = "test_error"):
     """Mean, std and number of seeds of ``value`` per group (diverged runs excluded)."""
     df = runs_frame(records)
     df = df[~df["diverged"]]
@@ -419,7 +402,7 @@ def condition_table(records: list[dict]) -> "Any":
     df = runs_frame(records)
     df = df[~df["diverged"]]
     order = condition_order(records)
-    t = df.groupby(["condition", "norm"])[["val_error", "val_error_train_mode"]].agg(["mean", "std"])
+    t = df.groupby(["condition", "norm"])[["test_error", "test_error_train_mode"]].agg(["mean", "std"])
     t.columns = [f"{a}_{b}" for a, b in t.columns]
     return t.reindex(order, level="condition").round(2)
 
@@ -430,7 +413,7 @@ def describe_conditions(records: list[dict]) -> list[str]:
     train-mode statistics."""
     ct = condition_table(records)
 
-    def get(cond: str, norm: str, col: str = "val_error") -> tuple[float, float]:
+    def get(cond: str, norm: str, col: str = "test_error") -> tuple[float, float]:
         row = ct.loc[(cond, norm)] if (cond, norm) in ct.index else None
         if row is None:
             return float("nan"), float("nan")
@@ -452,7 +435,7 @@ def describe_conditions(records: list[dict]) -> list[str]:
             name = "SyncBN" if norm == "syncbn" else norm.upper()
             parts.append(f"{name} {m:.2f} % ({m - m0:+.2f}: {verdict(m - m0, s, s0)})")
             if norm == "bn":
-                parts[-1] += f", train-mode statistics {get(cond, 'bn', 'val_error_train_mode')[0]:.2f} %"
+                parts[-1] += f", train-mode statistics {get(cond, 'bn', 'test_error_train_mode')[0]:.2f} %"
         out.append(f"{cond}: " + "; ".join(parts))
     return out
 
@@ -524,7 +507,7 @@ def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int
     ni = ni[~ni["diverged"]]
 
     def cond(norm: str, label: str) -> list:
-        return ni[(ni["norm"] == norm) & (ni["condition"] == label)]["val_error"].tolist()
+        return ni[(ni["norm"] == norm) & (ni["condition"] == label)]["test_error"].tolist()
 
     rows = []
     for m, (indep, same, comm) in METHOD_FACTS.items():
@@ -532,22 +515,8 @@ def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int
             m, cond(m, "16 devices x 2, i.i.d."))
         rows.append({"method": NORM_LABELS[m], "batch-independent": indep,
                      "training = inference": same, "communication for statistics": comm,
-                     f"batch {batch_size}": (fmt(sb[sb["norm"] == m]["val_error"].tolist())
+                     f"batch {batch_size}": (fmt(sb[sb["norm"] == m]["test_error"].tolist())
                                              if m != "syncbn" else "n/a (one device)"),
                      "16 devices x 2, i.i.d.": fmt(iid),
                      "16 devices x 2, 1 class each": fmt(cond(m, "16 devices x 2, 1 class each"))})
     return pd.DataFrame(rows).set_index("method")
-
-
-def provenance(records: list[dict]) -> str:
-    """Where the results come from: commands, commits, dates, machine, torch, wall time."""
-    if not records:
-        return "no records"
-    def uniq(key: str) -> str:
-        return ", ".join(sorted({str(r.get(key)) for r in records}))
-    dates = sorted(r["date"] for r in records)
-    wall = sum(r["wall_s"] for r in records)
-    return (f"{len(records)} runs; command: {uniq('command')}\n"
-            f"git commit: {uniq('git_commit')}; dates: {dates[0]} .. {dates[-1]}\n"
-            f"machine: {uniq('machine')}; torch {uniq('torch')}\n"
-            f"summed run time {wall / 60:.0f} min (1 thread per run)")

@@ -49,17 +49,17 @@ def test_append_and_load(tmp_path):
     path = tmp_path / "r.jsonl"
     cfgs = [TrainConfig(norm=n, **TINY) for n in ("bn", "gn")]
     for c in cfgs:
-        append_record(path, {"preset": "t", "config": c.to_dict(), "val_error": 1.0})
+        append_record(path, {"preset": "t", "config": c.to_dict(), "test_error": 1.0})
     with open(path, "ab") as f:                 # a write cut by a crash
         f.write(b'{"preset": "t", "conf')
     with pytest.warns(UserWarning, match="incomplete"):
         assert len(load_results(path)) == 2
-    append_record(path, {"preset": "t", "config": cfgs[0].to_dict(), "val_error": 2.0})
+    append_record(path, {"preset": "t", "config": cfgs[0].to_dict(), "test_error": 2.0})
     lines = path.read_text().splitlines()
-    assert json.loads(lines[-1])["val_error"] == 2.0          # not glued to the cut line
+    assert json.loads(lines[-1])["test_error"] == 2.0          # not glued to the cut line
     with pytest.warns(UserWarning):
         recs = load_results(path)
-    assert len(recs) == 2 and sorted(r["val_error"] for r in recs) == [1.0, 2.0]
+    assert len(recs) == 2 and sorted(r["test_error"] for r in recs) == [1.0, 2.0]
     with pytest.warns(UserWarning):
         assert pending(cfgs, "t", path, force=False) == []
         assert pending(cfgs, "t", path, force=True) == cfgs
@@ -164,7 +164,7 @@ def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
     # a reused run in batch-size.jsonl counts as done and is loaded with the experiment
     reused = next(c for c in grid("small-batch", "quick", seeds=1) if c.norm == "gn")
     append_record(results_path("batch-size", tmp_path),
-                  {"preset": "quick", "config": reused.to_dict(), "val_error": 1.0})
+                  {"preset": "quick", "config": reused.to_dict(), "test_error": 1.0})
     todo = pending(grid("small-batch", "quick", seeds=1), "quick",
                    results_path("small-batch", tmp_path), False,
                    [results_path("batch-size", tmp_path)])
@@ -192,7 +192,7 @@ def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "Batch Norm", "Batch Renorm", "Group Norm", "GN + WS"]
     non_iid = [TrainConfig(norm=n, batch_size=8, batching=b, devices=d, **TINY)
-               for n in ("bn", "gn") for b, d in (("iid", 1), ("non-iid-1", 4))]
+               for n in ("bn", "gn") for b, d in (("shuffled", 1), ("non-iid-1", 4))]
     run_grid("non-iid", "quick", configs=non_iid, workers=0, results_dir=tmp_path,
              log=lambda *a: None)
     recs = load_results(tmp_path / "non-iid.jsonl")
@@ -220,9 +220,9 @@ def test_distributed_results_keep_the_newest_line_per_run(tmp_path):
     from gnlib.distributed import load_results_plain
 
     path = tmp_path / "distributed.jsonl"
-    a = {"preset": "full", "world_size": 2, "config": {"norm": "gn"}, "val_error": 1.0}
-    path.write_text(json.dumps(a) + "\n" + json.dumps({**a, "val_error": 2.0}) + "\n{\"cut")
-    assert [r["val_error"] for r in load_results_plain(path)] == [2.0]
+    a = {"preset": "full", "world_size": 2, "config": {"norm": "gn"}, "test_error": 1.0}
+    path.write_text(json.dumps(a) + "\n" + json.dumps({**a, "test_error": 2.0}) + "\n{\"cut")
+    assert [r["test_error"] for r in load_results_plain(path)] == [2.0]
     assert load_results_plain(tmp_path / "missing.jsonl") == []
 
 
@@ -235,7 +235,7 @@ def test_rerun_reused_runs_only_the_reused_configs_and_reproduces_them(tmp_path)
     own = load_results(tmp_path / "non-iid.jsonl")
     assert [r["config"]["devices"] for r in own] == [1]          # c2 is not reused: not run
     first = load_results(tmp_path / "batch-size.jsonl")[0]
-    assert own[0]["val_error"] == first["val_error"]             # deterministic rerun
+    assert own[0]["test_error"] == first["test_error"]             # deterministic rerun
     assert own[0]["history"]["train_loss"] == first["history"]["train_loss"]
     run_grid("non-iid", "quick", configs=[c1, c2], rerun_reused=True, **quiet)
     assert len(load_results(tmp_path / "non-iid.jsonl")) == 1     # done: not rerun

@@ -42,7 +42,7 @@ def test_determinism(norm):
     cfg = TrainConfig(norm=norm, batch_size=8, **TINY)
     a, b = train(cfg, tiny_data()), train(cfg, tiny_data())
     assert a["history"]["train_loss"] == b["history"]["train_loss"]
-    assert a["val_error"] == b["val_error"]
+    assert a["test_error"] == b["test_error"]
     c = train(TrainConfig(norm=norm, batch_size=8, **{**TINY, "seed": 1}), tiny_data())
     assert c["history"]["train_loss"] != a["history"]["train_loss"]
 
@@ -50,17 +50,17 @@ def test_determinism(norm):
 def test_history_and_metric():
     res = train(TrainConfig(norm="bn", batch_size=4, **{**TINY, "epochs": 3}), tiny_data())
     h = res["history"]
-    assert h["epoch"] == [1, 2, 3] and len(h["val_error"]) == 3
-    assert res["val_error"] == sorted(h["val_error"])[1]      # median of last 3
+    assert h["epoch"] == [1, 2, 3] and len(h["test_error"]) == 3
+    assert res["test_error"] == sorted(h["test_error"])[1]      # median of last 3
     assert res["steps"] == 3 * (64 // 4) and not res["diverged"]
-    assert res["val_error_train_mode"] is not None
+    assert res["test_error_train_mode"] is not None
     assert res["lr"] == pytest.approx(0.1 * 4 / 32)
 
 
 def test_divergence_recorded():
     res = train(TrainConfig(norm="gn", batch_size=8, base_lr=1e6, **TINY), tiny_data())
     assert res["diverged"] and res["diverged_epoch"] == 1
-    assert res["val_error"] is None and res["history"]["train_loss"] == [None]
+    assert res["test_error"] is None and res["history"]["train_loss"] == [None]
 
 
 def test_train_mode_eval_leaves_running_stats():
@@ -150,6 +150,6 @@ def test_syncbn_is_bn_over_all_simulated_devices():
     ghost = train(TrainConfig(norm="bn", batch_size=8, devices=4, **TINY), tiny_data())
     assert sync["history"]["train_loss"] == bn["history"]["train_loss"]
     assert ghost["history"]["train_loss"] != bn["history"]["train_loss"]
-    assert sync["val_error_train_mode"] is not None and "bn_var_ratio" in sync["history"]
+    assert sync["test_error_train_mode"] is not None and "bn_var_ratio" in sync["history"]
     with pytest.raises(ValueError, match="devices > 1"):
         train(TrainConfig(norm="syncbn", batch_size=8, **TINY), tiny_data())

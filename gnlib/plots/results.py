@@ -50,7 +50,7 @@ def plot_batch_size(records: list[dict], norms=ORDER, paper: dict | None = None)
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
     ax = axes[0, 0]
     for norm in [n for n in norms if n in set(df["norm"])]:
-        s = df[df["norm"] == norm].groupby("batch_size")["val_error"].agg(["mean", "std", "count"])
+        s = df[df["norm"] == norm].groupby("batch_size")["test_error"].agg(["mean", "std", "count"])
         ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3,
                     color=NORM_COLORS[norm], label=f"{NORM_LABELS[norm]}")
     _batch_axis(ax, df["batch_size"].unique())
@@ -82,12 +82,12 @@ def plot_bn_train_test(records: list[dict]) -> Figure:
     df = runs_frame(records)
     df = df[(df["norm"] == "bn") & ~df["diverged"]]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for col, label, style in (("val_error", "eval mode (running statistics)", "o-"),
-                              ("val_error_train_mode", "train mode (batch statistics of B test images)", "s--")):
+    for col, label, style in (("test_error", "eval mode (running statistics)", "o-"),
+                              ("test_error_train_mode", "train mode (batch statistics of B test images)", "s--")):
         s = df.groupby("batch_size")[col].agg(["mean", "std"])
-        shift = 1.0 if col == "val_error" else 1.05          # keep the error bars apart
+        shift = 1.0 if col == "test_error" else 1.05          # keep the error bars apart
         ax.errorbar(s.index * shift, s["mean"], yerr=s["std"].fillna(0), fmt=style, capsize=3,
-                    color=NORM_COLORS["bn"], alpha=1.0 if col == "val_error" else 0.6, label=label)
+                    color=NORM_COLORS["bn"], alpha=1.0 if col == "test_error" else 0.6, label=label)
     _batch_axis(ax, df["batch_size"].unique())
     ax.set_ylabel("test error (%)")
     ax.set_title("Batch Norm: test error by how statistics are computed")
@@ -146,7 +146,7 @@ def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
               ("channels_per_group", df[df["channels_per_group"].notna()],
                "channels per group C/G"))
     for ax, (col, d, xlabel) in zip(axes, panels):
-        s = d.groupby(col)["val_error"].agg(["mean", "std"])
+        s = d.groupby(col)["test_error"].agg(["mean", "std"])
         ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), fmt="o-", capsize=3,
                     color=NORM_COLORS["gn"], label="GN, Fashion-MNIST (ours)")
         ax.set_xscale("log", base=2)
@@ -193,7 +193,7 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
     markers = "os^D"
     for j, b in enumerate(sizes):
         for i, n in enumerate(present):
-            v = df[(df["norm"] == n) & (df["batch_size"] == b)]["val_error"]
+            v = df[(df["norm"] == n) & (df["batch_size"] == b)]["test_error"]
             x = i + (j - (len(sizes) - 1) / 2) * width
             ax.errorbar(x, v.mean(), yerr=v.std() if len(v) > 1 else 0, fmt=markers[j % 4],
                         color=NORM_COLORS[n], capsize=4, ms=8, mfc="white" if j else None,
@@ -234,8 +234,8 @@ def plot_non_iid(records: list[dict]) -> Figure:
     df, order = _non_iid_frame(records)
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(order) + 2))
     y = {c: i for i, c in enumerate(order)}
-    series = [("bn", "val_error", False), ("bn", "val_error_train_mode", True),
-              ("syncbn", "val_error", False), ("gn", "val_error", False)]
+    series = [("bn", "test_error", False), ("bn", "test_error_train_mode", True),
+              ("syncbn", "test_error", False), ("gn", "test_error", False)]
     series = [s for s in series if s[0] in set(df["norm"])]
     for k, (norm, col, hollow) in enumerate(series):
         d = df[df["norm"] == norm].groupby("condition")[col].agg(["mean", "std"]).dropna(how="all")
