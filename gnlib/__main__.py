@@ -3,7 +3,7 @@
     python -m gnlib reproduce {figure1,batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
         --preset {quick,full,gpu} --device {auto,cpu,cuda} --workers 2 --seeds 3 [--force] \\
         [--results-dir results]
-    python -m gnlib plot {batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
+    python -m gnlib plot {figure1,batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
         [--results-dir results] [--figures-dir figures]
 
 ``reproduce`` appends to ``results/<experiment>.jsonl`` and skips finished runs; ``plot``
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="run the configs reused from another experiment's file into this one's")
     plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
     plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed"))
-    plo.add_argument("--preset", choices=("quick", "full"), default="full")
+    plo.add_argument("--preset", choices=("quick", "full", "gpu"), default="full")
     plo.add_argument("--results-dir", default=None)
     plo.add_argument("--figures-dir", default=None)
     args = parser.parse_args(argv)
@@ -61,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_grid(exp, args.preset, args.seeds, args.workers, args.force, args.results_dir,
                          rerun_reused=args.rerun_reused, device=device)
     else:
-        from .plots.results import plot_experiment
+        from .figures import PLOTTED, plot_experiment
 
-        exps = (["batch-size", "curves", "groups", "small-batch", "non-iid"]
-                if args.experiment == "all" else [args.experiment])
+        exps = list(PLOTTED) if args.experiment == "all" else [args.experiment]
         for exp in exps:
             try:
                 for p in plot_experiment(exp, args.preset, args.results_dir, args.figures_dir):

@@ -1,8 +1,12 @@
-"""Presets, grids, parallel workers and the append-only JSONL results files.
+"""Presets, grids and parallel workers that append to the results files.
 
-* :data:`PRESETS`: ``quick`` (seconds, for notebooks and CI) and ``full`` (the committed
-  results); :func:`grid` expands an experiment into a list of :class:`~gnlib.train.TrainConfig`.
-* Experiments: ``batch-size`` (BN/LN/IN/GN x B = 32..2, the paper's Figure 1), ``curves``
+* :data:`PRESETS`: ``quick`` (seconds, for notebooks and CI), ``full`` (the committed
+  results) and ``gpu`` (``figure1`` on one GPU); :func:`grid` expands an experiment into a
+  list of :class:`~gnlib.train.TrainConfig`.
+* Experiments: ``figure1`` (the paper's Figure 1, converged: total batch 32 per step, BN
+  statistics over device slices of 32 ... 1 images, GN / LN / IN as references; all 60k
+  images with crop + flip), ``batch-size`` (BN/LN/IN/GN x B = 32..2 on a short budget: what an
+  under-trained run shows), ``curves``
   (its batch-32 runs, Figure 4; stored in ``batch-size.jsonl``, so they are shared),
   ``groups`` (GN at B = 32 with a G sweep and a channels-per-group sweep, Table 3), and two
   beyond the paper: ``small-batch`` (BN / Batch Renorm / GN / GN+WS at B = 4 and 2) and
@@ -11,11 +15,14 @@
   already in another experiment's file with the same config (BN and GN at B = 4, 2; the
   i.i.d. B = 32 runs) are reused, not rerun (:data:`REUSES`, :func:`load_experiment`).
 * :func:`run_grid` runs the configs in worker processes (``spawn``, 1 thread each). Each worker
-  appends one JSON line per finished run to ``results/<file>.jsonl`` with
-  :func:`append_record`: an exclusive ``flock`` on the file, one ``write`` of the whole line,
-  ``fsync``. A killed run leaves no line; a finished run is never lost. A run's identity is
-  its preset and config (:func:`identity`); re-running skips identities present in the file
-  (resume), ``force=True`` reruns them (the newest line then wins in :func:`load_results`).
+  appends one JSON line per finished run to ``results/<file>.jsonl``
+  (:func:`gnlib.results.append_record`: a killed run leaves no line, a finished run is never
+  lost) and keeps the final weights in ``results/checkpoints/`` (not committed). A run's
+  identity is its preset and config (:func:`identity`); re-running skips identities present
+  in the file (resume), ``force=True`` reruns them (the newest line then wins).
+
+Tables and statistics of the records live in :mod:`gnlib.analysis`, figures in
+:mod:`gnlib.plots`.
 """
 from __future__ import annotations
 
@@ -32,17 +39,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterable
 
-from .results import RESULTS_DIR, append_record, git_commit, machine_info, provenance
+from .results import RESULTS_DIR, append_record, git_commit, machine_info
 from .results import load_results as _load
 from .train import TrainConfig
 
-__all__ = ["EXPERIMENTS", "METHOD_FACTS", "NON_IID_CONDITIONS", "REUSES", "bn_drift_frame",
-           "condition_order", "condition_table", "describe_conditions", "describe_small_batch",
-           "verdict",
-           "load_experiment", "method_summary", "non_iid_label", "non_iid_order",
-           "PAPER", "PRESETS", "RESULTS_DIR", "append_record", "grid",
-           "history_frame", "identity", "provenance", "runs_frame", "summary_table",
-           "load_results", "machine_info", "pending", "results_path", "run_grid"]
+__all__ = ["EXPERIMENTS", "FIGURE1_BATCH", "FIGURE1_SLICES", "NON_IID_CONDITIONS", "PRESETS",
+           "REUSES", "checkpoint_path", "figure1_configs", "grid", "identity", "load_experiment",
+           "load_results", "pending", "results_path", "run_grid"]
 
 EXPERIMENTS = ("figure1", "batch-size", "curves", "groups", "small-batch", "non-iid")
 #: ``curves`` re-uses the batch-32 runs of the batch-size grid.
@@ -106,34 +109,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                         slices=FIGURE1_SLICES, references=("gn", "ln", "in")),
     },
 }
-
-
-def _config_dict(cfg: TrainConfig | dict) -> dict:
-    return cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
-
-
-def non_iid_label(cfg: TrainConfig | dict) -> str:
-    """A readable name of a config's batch condition, e.g. ``"16 devices x 2, 1 class each"``."""
-    c = _config_dict(cfg)
-    b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "shuffled")
-    what = {"shuffled": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
-    if d == 1:
-        return "shuffled" if bt == "shuffled" else f"{bt[-1]} class{'es' if bt[-1] == '2' else ''} per batch"
-    return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "shuffled" else "")
-
-
-def condition_order(records: list[dict]) -> list[str]:
-    """The condition labels present in ``records``, in the order of :func:`non_iid_order`."""
-    configs = sorted((r["config"] for r in records), key=non_iid_order)
-    return list(dict.fromkeys(non_iid_label(c) for c in configs))
-
-
-def non_iid_order(cfg: TrainConfig | dict) -> tuple[int, int]:
-    """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
-    images per device last), non-i.i.d. devices."""
-    c = _config_dict(cfg)
-    d, bt = c.get("devices", 1), c.get("batching", "shuffled")
-    return ((0 if bt == "shuffled" else 1) if d == 1 else (2 if bt == "shuffled" else 3), d)
 
 
 def figure1_configs(preset: str, seed: int) -> list[TrainConfig]:
@@ -318,205 +293,3 @@ def run_grid(experiment: str, preset: str = "full", seeds: int = 3, workers: int
             raise RuntimeError(f"a worker process died ({err}); every finished run is saved in "
                                f"{path}: run the same command again to resume") from err
     return path
-
-
-# --------------------------------------------------------------------------------------
-# Reading results: tables, provenance and the paper's numbers (for side-by-side tables)
-# --------------------------------------------------------------------------------------
-#: Wu & He (2018), ResNet-50 on ImageNet, val error (%) — the paper's numbers, for reference.
-PAPER = {
-    "batch_size": {"bn": {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7},
-                   "gn": {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1}},
-    "batch32": {"bn": 23.6, "ln": 25.3, "in": 28.4, "gn": 24.1},
-    "groups": {64: 24.6, 32: 24.1, 16: 24.6, 8: 24.4, 4: 24.6, 2: 24.7, 1: 25.3},
-    "channels_per_group": {64: 24.4, 32: 24.5, 16: 24.2, 8: 24.3, 4: 24.8, 2: 25.6, 1: 28.4},
-    "batch4": {"bn": 27.3, "br": 26.3, "gn": 24.2},
-}
-
-
-RUN_COLUMNS = ["norm", "groups", "condition", "channels_per_group", "batch_size", "seed", "epochs",
-               "batching", "devices", "test_error", "train_error", "test_error_train_mode",
-               "diverged", "wall_s"]
-
-
-def verdict(diff: float, *stds: float) -> str:
-    """``"worse"``, ``"better"`` or ``"no change"`` for a difference of means ``diff`` (a minus
-    b): a rough rule over a few seeds, not a test: it counts only beyond twice the larger of
-    the standard deviations (missing ones, from a single seed, are ignored; none left: no verdict)."""
-    known = [s for s in stds if s == s]
-    if not known:
-        return "one seed only, no verdict"
-    noise = 2 * max(known)
-    return "worse" if diff > noise else ("better" if diff < -noise else "no change")
-
-
-def runs_frame(records: list[dict]):
-    """One row per run: config columns plus the final metrics (a pandas DataFrame)."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        c = r["config"]
-        rows.append({"norm": c["norm"], "groups": c["groups"], "condition": non_iid_label(c),
-                     "channels_per_group": c["channels_per_group"],
-                     "batch_size": c["batch_size"], "seed": c["seed"], "epochs": c["epochs"],
-                     "batching": c.get("batching", "shuffled"), "devices": c.get("devices", 1),
-                     "test_error": r["test_error"], "train_error": r["train_error"],
-                     "test_error_train_mode": r.get("test_error_train_mode"),
-                     "diverged": r["diverged"], "wall_s": r["wall_s"]})
-    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    return df.astype({"diverged": bool, "test_error": float, "test_error_train_mode": float})
-
-
-def history_frame(records: list[dict]):
-    """Long table of the per-epoch histories: norm, batch_size, seed, condition
-    (:func:`non_iid_label`), epoch, split, error."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        c, h = r["config"], r["history"]
-        for i, ep in enumerate(h["epoch"]):
-            for split in ("train", "val"):
-                err = h[f"{split}_error"][i]
-                if err is not None:
-                    rows.append({"norm": c["norm"], "groups": c["groups"],
-                                 "channels_per_group": c["channels_per_group"],
-                                 "batch_size": c["batch_size"], "seed": c["seed"],
-                                 "condition": non_iid_label(c),
-                                 "epoch": ep, "split": split, "error": err})
-    return pd.DataFrame(rows)
-
-
-def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_size"),
-                  value: str = "test_error"):
-    """Mean, std and number of seeds of ``value`` per group (diverged runs excluded)."""
-    df = runs_frame(records)
-    df = df[~df["diverged"]]
-    return df.groupby(list(by))[value].agg(["mean", "std", "count"]).round(2)
-
-
-def condition_table(records: list[dict]) -> "Any":
-    """Mean and std over seeds of the eval-mode and train-mode test error per batch condition
-    (:func:`non_iid_label`) and norm, in the order of :func:`non_iid_order`."""
-    df = runs_frame(records)
-    df = df[~df["diverged"]]
-    order = condition_order(records)
-    t = df.groupby(["condition", "norm"])[["test_error", "test_error_train_mode"]].agg(["mean", "std"])
-    t.columns = [f"{a}_{b}" for a, b in t.columns]
-    return t.reindex(order, level="condition").round(2)
-
-
-def describe_conditions(records: list[dict]) -> list[str]:
-    """One sentence per batch condition of the ``non-iid`` experiment: BN's, SyncBN's and GN's
-    test error against the shuffled baseline, with a :func:`verdict`, and BN's error with
-    train-mode statistics."""
-    ct = condition_table(records)
-
-    def get(cond: str, norm: str, col: str = "test_error") -> tuple[float, float]:
-        row = ct.loc[(cond, norm)] if (cond, norm) in ct.index else None
-        if row is None:
-            return float("nan"), float("nan")
-        return float(row[f"{col}_mean"]), float(row[f"{col}_std"])
-
-    out = []
-    for cond in ct.index.get_level_values("condition").unique():
-        parts = []
-        for norm in ("bn", "syncbn", "gn"):
-            m, s = get(cond, norm)
-            if m != m:
-                if norm == "gn":
-                    parts.append("GN not run (its forward pass cannot see devices)")
-                continue
-            if cond == "shuffled":
-                parts.append(f"{norm.upper()} {m:.2f} %")
-                continue
-            m0, s0 = get("shuffled", "bn" if norm == "syncbn" else norm)
-            name = "SyncBN" if norm == "syncbn" else norm.upper()
-            parts.append(f"{name} {m:.2f} % ({m - m0:+.2f}: {verdict(m - m0, s, s0)})")
-            if norm == "bn":
-                parts[-1] += f", train-mode statistics {get(cond, 'bn', 'test_error_train_mode')[0]:.2f} %"
-        out.append(f"{cond}: " + "; ".join(parts))
-    return out
-
-
-def bn_drift_frame(records: list[dict]):
-    """Long table of BN's per-epoch running-statistics gap (:func:`gnlib.diagnostics.bn_statistics_gap`)
-    per run: condition, seed, epoch, var_ratio, mean_gap (runs without it are skipped)."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        h = r["history"]
-        if "bn_var_ratio" not in h:
-            continue
-        for e, vr, mg in zip(h["epoch"], h["bn_var_ratio"], h["bn_mean_gap"]):
-            if vr is not None:
-                rows.append({"norm": r["config"]["norm"], "condition": non_iid_label(r["config"]),
-                             "seed": r["config"]["seed"], "epoch": e, "var_ratio": vr,
-                             "mean_gap": mg})
-    return pd.DataFrame(rows, columns=["norm", "condition", "seed", "epoch", "var_ratio", "mean_gap"])
-
-
-#: What each method needs, by construction (not a measurement): batch-independent forward,
-#: training forward = inference forward, communication for statistics in data-parallel training.
-METHOD_FACTS = {
-    "bn": ("no", "no (batch vs running statistics)", "none (statistics per device)"),
-    "br": ("no", "closer (r, d pull batch toward running statistics)", "none (per device)"),
-    "syncbn": ("no (statistics of the global batch)", "no (global batch vs running statistics)",
-               "per BN layer: statistics gathered in forward, their gradients reduced in backward"),
-    "gn": ("yes", "yes", "none"),
-    "gn+ws": ("yes", "yes", "none"),
-}
-
-
-def describe_small_batch(records: list[dict], reference: str = "bn") -> list[str]:
-    """One sentence per (batch size, norm) of the ``small-batch`` experiment against BN."""
-    t = summary_table(records)
-    m, s = t["mean"].unstack("norm"), t["std"].unstack("norm")
-    out = []
-    for b in sorted(m.index, reverse=True):
-        for n in [n for n in ("br", "gn", "gn+ws") if n != reference]:
-            if n not in m or m.loc[b, n] != m.loc[b, n] or m.loc[b, reference] != m.loc[b, reference]:
-                out.append(f"batch {b}: {n.upper()}: no finished runs")
-                continue
-            d = m.loc[b, n] - m.loc[b, reference]
-            out.append(f"batch {b}: {n.upper():5s} {m.loc[b, n]:.2f} % vs {reference.upper()} "
-                       f"{m.loc[b, reference]:.2f} % ({d:+.2f}: {verdict(d, s.loc[b, n], s.loc[b, reference])})")
-    return out
-
-
-def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int = 2):
-    """The summary table of notebook 07: per method the facts of :data:`METHOD_FACTS` and its
-    measured test error (mean ± std over seeds): with one batch of ``batch_size``, and at
-    batch 32 on 16 simulated devices of 2 images, i.i.d. or of one class each (SyncBN's
-    statistics then cover all 32 images; with i.i.d. slices that is the shuffled BN run, and GN
-    is the same computation as its shuffled run)."""
-    import pandas as pd
-
-    from .plots.style import NORM_LABELS
-
-    def fmt(errs: list) -> str:
-        v = pd.Series(errs, dtype=float).dropna()
-        return (f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else
-                (f"{v.mean():.2f}" if len(v) else "not run"))
-
-    sb = runs_frame(small_batch)
-    sb = sb[~sb["diverged"] & (sb["batch_size"] == batch_size)]
-    ni = runs_frame(non_iid)
-    ni = ni[~ni["diverged"]]
-
-    def cond(norm: str, label: str) -> list:
-        return ni[(ni["norm"] == norm) & (ni["condition"] == label)]["test_error"].tolist()
-
-    rows = []
-    for m, (indep, same, comm) in METHOD_FACTS.items():
-        iid = {"syncbn": cond("bn", "shuffled"), "gn": cond("gn", "shuffled")}.get(
-            m, cond(m, "16 devices x 2, i.i.d."))
-        rows.append({"method": NORM_LABELS[m], "batch-independent": indep,
-                     "training = inference": same, "communication for statistics": comm,
-                     f"batch {batch_size}": (fmt(sb[sb["norm"] == m]["test_error"].tolist())
-                                             if m != "syncbn" else "n/a (one device)"),
-                     "16 devices x 2, i.i.d.": fmt(iid),
-                     "16 devices x 2, 1 class each": fmt(cond(m, "16 devices x 2, 1 class each"))})
-    return pd.DataFrame(rows).set_index("method")

@@ -141,7 +141,8 @@ def test_kill_one_pool_worker_then_resume(tmp_path):
 
 
 def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
-    from gnlib.experiments import load_experiment, non_iid_label, results_path
+    from gnlib.analysis import non_iid_label
+    from gnlib.experiments import load_experiment, results_path
 
     small = grid("small-batch", "full", seeds=3)
     assert {(c.norm, c.batch_size) for c in small} == {
@@ -152,12 +153,12 @@ def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
     assert {c.norm for c in shared} == {"bn", "gn"} and len(shared) == 12
     non_iid = grid("non-iid", "full", seeds=3)
     assert all(c.batch_size == 32 for c in non_iid)
-    labels = {(c.norm, non_iid_label(c)) for c in non_iid}
+    labels = {(c.norm, non_iid_label(c.to_dict())) for c in non_iid}
     assert ("gn", "16 devices x 2, i.i.d.") not in labels      # GN cannot tell: not run
     assert {l for n, l in labels if n == "syncbn"} == {"16 devices x 2, 1 class each"}
     assert ("bn", "16 devices x 2, 1 class each") in labels and "other" not in {l for _, l in labels}
-    assert [c for c in non_iid if c in bs] == [c for c in non_iid if non_iid_label(c) == "shuffled"]
-    assert {non_iid_label(c) for c in non_iid} == {
+    assert [c for c in non_iid if c in bs] == [c for c in non_iid if non_iid_label(c.to_dict()) == "shuffled"]
+    assert {non_iid_label(c.to_dict()) for c in non_iid} == {
         "shuffled", "2 classes per batch", "16 devices x 2, i.i.d.", "32 devices x 1",
         "16 devices x 2, 1 class each"}
 
@@ -173,29 +174,34 @@ def test_beyond_the_paper_grids_reuse_the_batch_size_runs(tmp_path):
     assert [r["config"]["norm"] for r in recs] == ["gn"]
 
 
-def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
+def _record(norm, seed, err, batch_size=4, devices=1, batching="shuffled"):
+    """A finished run's record as gnlib.train writes it (values made up, shape real)."""
+    cfg = TrainConfig(norm=norm, batch_size=batch_size, devices=devices, batching=batching,
+                      seed=seed, **TINY).to_dict()
+    hist = {"epoch": [1, 2], "train_loss": [1.5, 1.0], "train_error": [40.0, err],
+            "test_error": [40.0, err], "lr": [0.1, 0.0]}
+    if norm == "bn":
+        hist.update(bn_mean_gap=[0.2, 0.1], bn_var_ratio=[0.8, 0.9])
+    return {"preset": "quick", "config": cfg, "test_error": err, "train_error": err,
+            "test_error_train_mode": err + 1 if norm == "bn" else None, "diverged": False,
+            "did_not_train": False, "history": hist, "wall_s": 1.0}
+
+
+def test_beyond_the_paper_figures():
     import matplotlib
 
     matplotlib.use("Agg")
-    from gnlib.experiments import run_grid
     from gnlib.plots import plot_bn_drift, plot_non_iid, plot_small_batch
-    from gnlib.experiments import load_experiment
 
-    small = [TrainConfig(norm=n, batch_size=4, seed=s, **TINY)
-             for n in ("bn", "br", "gn", "gn+ws") for s in (0, 1)]
-    run_grid("small-batch", "quick", configs=small, workers=0, results_dir=tmp_path,
-             log=lambda *a: None)
-    recs = load_results(tmp_path / "small-batch.jsonl")
+    recs = [_record(n, s, 20.0 + i + s) for i, n in enumerate(("bn", "br", "gn", "gn+ws"))
+            for s in (0, 1)]
     fig = plot_small_batch(recs, paper={"bn": 27.3, "br": 26.3, "gn": 24.2})
     ax = fig.axes[0]
     assert ax.get_ylabel() == "test error (%)"
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "Batch Norm", "Batch Renorm", "Group Norm", "GN + WS"]
-    non_iid = [TrainConfig(norm=n, batch_size=8, batching=b, devices=d, **TINY)
-               for n in ("bn", "gn") for b, d in (("shuffled", 1), ("non-iid-1", 4))]
-    run_grid("non-iid", "quick", configs=non_iid, workers=0, results_dir=tmp_path,
-             log=lambda *a: None)
-    recs = load_results(tmp_path / "non-iid.jsonl")
+    recs = [_record(n, 0, 30.0, 8, d, b) for n in ("bn", "gn")
+            for b, d in (("shuffled", 1), ("non-iid-1", 4))]
     fig = plot_non_iid(recs)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
         "shuffled", "4 devices x 2, 1 class each"]
@@ -204,12 +210,9 @@ def test_beyond_the_paper_figures_from_tiny_runs(tmp_path):
     assert len(fig.axes[0].get_legend().get_texts()) >= 2
 
 
-def test_verdict_and_empty_results():
-    from gnlib.experiments import describe_small_batch, method_summary, runs_frame, summary_table, verdict
+def test_empty_results():
+    from gnlib.analysis import describe_small_batch, method_summary, runs_frame, summary_table
 
-    assert verdict(1.0, 0.2, 0.3) == "worse" and verdict(-1.0, 0.2) == "better"
-    assert verdict(0.5, 0.3, float("nan")) == "no change"     # NaN (one seed) is ignored
-    assert verdict(0.5, float("nan")) == "one seed only, no verdict"
     assert len(runs_frame([])) == 0 and "norm" in runs_frame([]).columns
     assert len(summary_table([])) == 0 and describe_small_batch([]) == []
     table = method_summary([], [])

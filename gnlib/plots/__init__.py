@@ -4,13 +4,17 @@
 * :mod:`gnlib.plots.theory`: the variance estimator, eps, BN's batch dependence (notebook 01);
 * :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
+* :mod:`gnlib.plots.figure1`: the paper's Figure 1, converged (notebook 05, README);
 * :mod:`gnlib.plots.results`: training results (batch size, curves, groups, small batches, non-i.i.d.;
   notebooks 04-07).
+
+Plots read records through :mod:`gnlib.analysis`; they never import training code.
+:mod:`gnlib.figures` loads the results files and writes ``figures/``.
 """
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
+from .figure1 import plot_figure1, plot_figure1_diagnostics
 from .results import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
-                      plot_experiment, plot_groups, plot_non_iid, plot_small_batch,
-                      plot_statistics_deviation)
+                      plot_groups, plot_non_iid, plot_small_batch, plot_statistics_deviation)
 from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
@@ -24,7 +28,8 @@ __all__ = [
     "plot_bn_drift",
     "plot_bn_train_test",
     "plot_curves",
-    "plot_experiment",
+    "plot_figure1",
+    "plot_figure1_diagnostics",
     "plot_fwd_bwd_times",
     "plot_groups",
     "plot_non_iid",

@@ -1,31 +1,24 @@
 """Figures of the training experiments, drawn from results records (never by training).
 
-* :func:`plot_batch_size`: val error vs batch size per norm, mean +- std over seeds (Figure 1);
+* :func:`plot_batch_size`: test error vs batch size per norm, mean +- std over seeds (Figure 1);
 * :func:`plot_bn_train_test`: BN's eval-mode vs train-mode (batch statistics) test error;
-* :func:`plot_curves`: train and val error vs epoch per norm at one batch size (Figure 4);
+* :func:`plot_curves`: train and test error vs epoch per norm at one batch size (Figure 4);
 * :func:`plot_groups`: error vs G and vs channels per group (Table 3);
 * :func:`plot_small_batch`: BN / Batch Renorm / GN / GN+WS at batch 4 and 2 (notebook 07);
 * :func:`plot_non_iid`: BN vs GN when the batch or each device's slice is not i.i.d.;
 * :func:`plot_bn_drift`: how far BN's running statistics are from the data's, per epoch;
 * :func:`plot_statistics_deviation`: how far the batch statistics BN trains with are from them;
-* :func:`plot_experiment`: load ``results/*.jsonl`` and write ``figures/*.png`` and ``.svg``.
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .style import NORM_COLORS, NORM_LABELS, label_axes, save_figure
+from .style import NORM_COLORS, NORM_LABELS, label_axes
 
-__all__ = ["FIGURES_DIR", "plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves",
-           "plot_experiment", "plot_groups", "plot_non_iid", "plot_small_batch",
-           "plot_statistics_deviation"]
-
-FIGURES_DIR = Path(__file__).resolve().parents[2] / "figures"
+__all__ = ["plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves", "plot_groups",
+           "plot_non_iid", "plot_small_batch", "plot_statistics_deviation"]
 ORDER = ("bn", "ln", "in", "gn")
 
 
@@ -38,14 +31,14 @@ def _batch_axis(ax, batch_sizes) -> None:
 
 
 def plot_batch_size(records: list[dict], norms=ORDER, paper: dict | None = None) -> Figure:
-    """Val error (%) vs batch size, one line per norm, error bars = std over seeds.
+    """Test error (%) vs batch size, one line per norm, error bars = std over seeds.
 
     ``paper``: optionally ``{norm: {batch: error}}`` drawn dashed on a second panel.
     """
-    from ..experiments import runs_frame
+    from ..analysis import runs_frame
 
     df = runs_frame(records)
-    df = df[~df["diverged"] & df["norm"].isin(norms)]
+    df = df[df["usable"] & df["norm"].isin(norms)]
     ncols = 2 if paper else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
     ax = axes[0, 0]
@@ -77,10 +70,10 @@ def plot_batch_size(records: list[dict], norms=ORDER, paper: dict | None = None)
 def plot_bn_train_test(records: list[dict]) -> Figure:
     """BN test error with running statistics (eval mode) vs with the statistics of each test
     batch of the training batch size (train mode), per batch size; mean ± std over seeds."""
-    from ..experiments import runs_frame
+    from ..analysis import runs_frame
 
     df = runs_frame(records)
-    df = df[(df["norm"] == "bn") & ~df["diverged"]]
+    df = df[(df["norm"] == "bn") & df["usable"]]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for col, label, style in (("test_error", "eval mode (running statistics)", "o-"),
                               ("test_error_train_mode", "train mode (batch statistics of B test images)", "s--")):
@@ -99,10 +92,10 @@ def plot_bn_train_test(records: list[dict]) -> Figure:
 
 def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
                 condition: str | None = None) -> Figure:
-    """Train and val error (%) vs epoch at ``batch_size``, one line per norm, band = ± std
+    """Train and test error (%) vs epoch at ``batch_size``, one line per norm, band = ± std
     over seeds (seaborn). ``condition``: only runs of that batch condition
     (:func:`gnlib.experiments.non_iid_label`, e.g. ``"16 devices x 2, 1 class each"``)."""
-    from ..experiments import history_frame
+    from ..analysis import history_frame
 
     df = history_frame(records)
     if len(df):
@@ -117,8 +110,8 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
     from matplotlib.ticker import MaxNLocator
 
     names = {"train": "training error (training batches, train mode)",
-             "val": "test error (eval mode)"}
-    for ax, split in zip(axes, ("train", "val")):
+             "test": "test error (eval mode)"}
+    for ax, split in zip(axes, ("train", "test")):
         d = df[df["split"] == split].assign(norm=lambda t: t["norm"].map(NORM_LABELS))
         sns.lineplot(data=d, x="epoch", y="error", hue="norm", errorbar="sd", ax=ax,
                      hue_order=[NORM_LABELS[n] for n in hue_order],
@@ -135,12 +128,12 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
 
 
 def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
-    """GN val error vs number of groups G (left) and vs channels per group (right), mean ± std
+    """GN test error vs number of groups G (left) and vs channels per group (right), mean ± std
     over seeds; the paper's Table 3 dashed on a twin axis if ``paper`` is given."""
-    from ..experiments import runs_frame
+    from ..analysis import runs_frame
 
     df = runs_frame(records)
-    df = df[(df["norm"] == "gn") & ~df["diverged"]]
+    df = df[(df["norm"] == "gn") & df["usable"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = (("groups", df[df["channels_per_group"].isna()], "number of groups G"),
               ("channels_per_group", df[df["channels_per_group"].notna()],
@@ -179,10 +172,10 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
                      norms=SMALL_BATCH_ORDER) -> Figure:
     """Test error (%) per norm at each small batch size: mean ± std over seeds, seeds as dots;
     ``paper`` (``{norm: error}`` at batch 4) as a second panel for reference."""
-    from ..experiments import runs_frame
+    from ..analysis import runs_frame
 
     df = runs_frame(records)
-    df = df[~df["diverged"] & df["norm"].isin(norms)]
+    df = df[df["usable"] & df["norm"].isin(norms)]
     present = [n for n in norms if n in set(df["norm"])]
     sizes = sorted(df["batch_size"].unique(), reverse=True)
     ncols = 2 if paper else 1
@@ -222,10 +215,10 @@ def plot_small_batch(records: list[dict], paper: dict | None = None,
 
 
 def _non_iid_frame(records: list[dict]):
-    from ..experiments import condition_order, runs_frame
+    from ..analysis import condition_order, runs_frame
 
     df = runs_frame(records)
-    return df[~df["diverged"]], condition_order(records)
+    return df[df["usable"]], condition_order(records)
 
 
 def plot_non_iid(records: list[dict]) -> Figure:
@@ -260,7 +253,7 @@ def plot_non_iid(records: list[dict]) -> Figure:
 def plot_bn_drift(records: list[dict]) -> Figure:
     """BN's running statistics vs the data's, per epoch and condition (band: ± std over seeds):
     variance ratio (1 = right) and standardized mean gap (0 = right), averaged over layers."""
-    from ..experiments import bn_drift_frame, condition_order
+    from ..analysis import bn_drift_frame, condition_order
 
     order = condition_order(records)
     d = bn_drift_frame([r for r in records if r["config"]["norm"] == "bn"])
@@ -303,42 +296,3 @@ def plot_statistics_deviation(deviations: dict[str, dict]) -> Figure:
     axes[1].set_title("variances a BN layer normalizes with in training", fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def plot_experiment(experiment: str, preset: str = "full",
-                    results_dir: str | os.PathLike | None = None,
-                    figures_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Redraw the figures of ``experiment`` from its results file; returns written paths.
-
-    Names: ``batch_size``, ``bn_train_test``, ``curves_batch32``, ``groups``, ``small_batch``,
-    ``non_iid``, ``bn_drift`` (+ ``_<preset>``
-    unless the preset is ``full``), each as ``.png`` and ``.svg``.
-    """
-    from ..experiments import PAPER, load_experiment, load_results, results_path
-
-    if experiment in ("small-batch", "non-iid"):
-        recs = load_experiment(experiment, preset, results_dir=results_dir)
-    else:
-        recs = load_results(results_path(experiment, results_dir), preset)
-    if not recs:
-        raise FileNotFoundError(f"no {preset!r} records for {experiment!r} in "
-                                f"{results_path(experiment, results_dir)}; run "
-                                f"`python -m gnlib reproduce {experiment} --preset {preset}`")
-    out = Path(figures_dir or FIGURES_DIR)
-    written: list[Path] = []
-    if experiment == "batch-size":
-        figs = {"batch_size": plot_batch_size(recs, paper=PAPER["batch_size"]),
-                "bn_train_test": plot_bn_train_test(recs)}
-    elif experiment == "curves":
-        figs = {"curves_batch32": plot_curves(recs, 32)}
-    elif experiment == "small-batch":
-        figs = {"small_batch": plot_small_batch(recs, paper=PAPER["batch4"])}
-    elif experiment == "non-iid":
-        figs = {"non_iid": plot_non_iid(recs), "bn_drift": plot_bn_drift(recs)}
-    else:
-        figs = {"groups": plot_groups(recs, paper=PAPER)}
-    suffix = "" if preset == "full" else f"_{preset}"
-    for name, fig in figs.items():
-        written += save_figure(fig, out / f"{name}{suffix}", formats=("png", "svg"))
-        plt.close(fig)
-    return written

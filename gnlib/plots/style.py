@@ -6,6 +6,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from ..paper import NORM_LABELS
+
 __all__ = ["NORM_COLORS", "NORM_LABELS", "label_axes", "save_figure"]
 
 #: One colour per normalization, used by every plot so BN is always the same blue.
@@ -17,19 +19,10 @@ NORM_COLORS = {
     "br": "#ff7f0e",
     "gn+ws": "#8c564b",
     "syncbn": "#bcbd22",
+    "gbn": "#17becf",
     "none": "#7f7f7f",
 }
 
-NORM_LABELS = {
-    "bn": "Batch Norm",
-    "ln": "Layer Norm",
-    "in": "Instance Norm",
-    "gn": "Group Norm",
-    "br": "Batch Renorm",
-    "gn+ws": "GN + WS",
-    "syncbn": "SyncBN",
-    "none": "no norm",
-}
 
 
 def label_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
