@@ -1,107 +1,194 @@
-"""Steps per second of gnlib.train's in-memory loop vs a plain torchvision DataLoader loop.
+"""Training-step throughput of the course's model: routes side by side, against the CPU's peak.
 
-Same model (gnlib.models default), same SGD step, 1 thread. The DataLoader loop is the
-textbook one: ``torchvision.datasets.FashionMNIST`` with ``ToTensor + Normalize`` per sample,
-``DataLoader(shuffle=True, num_workers=0)``. Also prints GN vs BN cost per step.
+Times exactly what the experiments run, :func:`gnlib.train.train_step` on a model from
+:func:`gnlib.train.prepare_model` (1 thread), for BN, GN (gnlib), LN, IN and BN with
+per-device slices, at batch 32 and batch 2. Routes (each a change on top of the one before):
 
-    .venv/bin/python bench/bench_training.py [--steps 40]
+* ``eager``: the step as it was before the fast route (contiguous NCHW, per-parameter SGD);
+* ``channels_last``: model and batches in channels-last memory;
+* ``default``: channels-last + multi-tensor (``foreach``) SGD: what ``gnlib.train`` runs;
+* ``compiled`` (``--compile``): ``torch.compile`` of the model on the default route.
+
+Steps of all routes are interleaved in blocks and the best block is kept (the least disturbed
+by other processes). The float32 matmul peak is measured in the same run (``torch.mm`` of
+1024 x 1024, 1 thread); achieved GFLOP/s counts ``3 x 2 x MACs`` per image (forward + backward,
+:func:`gnlib.models.count_macs`).
+
+    .venv/bin/python bench/bench_training.py [--compile] [--profile] [--save bench/results_training.txt]
+    .venv/bin/python bench/bench_training.py --quick --json     # default route, one JSON per line
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from gnlib.models import count_macs
+from gnlib.train import TrainConfig, make_optimizer, prepare_model, to_route, train_step
+
+CPU = torch.device("cpu")
+#: (label, norm, devices at B = 32, devices at B = 2): per-device BN has slices of 2 and of 1.
+NORMS = (("bn", "bn", 1, 1), ("gn", "gn", 1, 1), ("ln", "ln", 1, 1), ("in", "in", 1, 1),
+         ("bn per-device", "bn", 16, 2))
+BATCHES = (32, 2)
 
 
-def step_fn(model, opt):
-    def step(xb, yb):
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+def peak_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of an ``n x n`` matmul on this thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
-def make_inmemory(norm: str, B: int):
-    """gnlib.train's loop: slices of a seeded permutation of in-memory float tensors."""
-    from gnlib.data import load_fashion_mnist, to_float
-    from gnlib.models import build_model
-
-    xtr, ytr = load_fashion_mnist()[:2]
-    x, y = to_float(xtr[:10000]), ytr[:10000]
-    model = build_model(norm)
-    step = step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    state = {"i": 0}
-
-    def one() -> None:
-        i = state["i"] = (state["i"] + 1) % (len(x) // B)
-        idx = perm[i * B:(i + 1) * B]
-        step(x[idx], y[idx])
-    return one
-
-
-def make_dataloader(norm: str, B: int):
-    """The textbook loop: torchvision dataset, per-sample transforms, DataLoader."""
-    from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms
-
-    from gnlib.data import MEAN, STD, find_source, prepare
-    from gnlib.models import build_model
-
-    root = prepare(find_source()[0])
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
-    ds = datasets.FashionMNIST(str(root), train=True, download=False, transform=tf)
-    loader = DataLoader(ds, batch_size=B, shuffle=True, num_workers=0, drop_last=True)
-    model = build_model(norm)
-    step = step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    state = {"it": iter(loader)}
-
-    def one() -> None:
-        try:
-            xb, yb = next(state["it"])
-        except StopIteration:
-            state["it"] = iter(loader)
-            xb, yb = next(state["it"])
-        step(xb, yb)
-    return one
+def make_step(norm: str, devices: int, batch: int, route: str):
+    """A closure running one training step of ``route``, and the step's GFLOP."""
+    cfg = TrainConfig(norm=norm, batch_size=batch, devices=devices,
+                      memory_format="contiguous" if route == "eager" else "channels_last")
+    model = prepare_model(cfg, CPU)
+    if route == "eager":
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
+                              foreach=False)
+    else:
+        opt = make_optimizer(cfg, model)
+    if route == "channels_last":
+        for g in opt.param_groups:
+            g["foreach"] = False
+    net = torch.compile(model) if route == "compiled" else model
+    gen = torch.Generator().manual_seed(0)
+    x = to_route(torch.randn(batch, 1, 28, 28, generator=gen), cfg, CPU)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    gflop = 6 * count_macs(model) * batch / 1e9
+    return (lambda: train_step(net, opt, x, y)), gflop
 
 
-def best_rate(fns: list, steps: int, rounds: int = 5) -> list[float]:
-    """Steps/s of each function: interleaved blocks of ``steps``, best block of ``rounds`` (the
-    minimum time is the least disturbed by other processes on a shared machine)."""
-    for f in fns:
-        for _ in range(3):
-            f()
-    best = [float("inf")] * len(fns)
+def best_ms(steps: dict, n: int, rounds: int) -> dict:
+    """Milliseconds per step of each closure: interleaved blocks of ``n``, best block."""
+    best = {k: float("inf") for k in steps}
     for _ in range(rounds):
-        for k, f in enumerate(fns):
+        for k, f in steps.items():
             t = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(n):
                 f()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return [steps / b for b in best]
+            best[k] = min(best[k], (time.perf_counter() - t) / n * 1e3)
+    return best
+
+
+def measure(routes: tuple[str, ...], n32: int, n2: int, rounds: int) -> list[dict]:
+    """One row per (norm, batch, route) with ms/step and the compile time where compiled."""
+    rows = []
+    for batch in BATCHES:
+        for label, norm, d32, d2 in NORMS:
+            steps, gflop, first = {}, 0.0, {}
+            for route in routes:
+                step, gflop = make_step(norm, d32 if batch == 32 else d2, batch, route)
+                t = time.perf_counter()
+                step()                                   # warm-up (compiles when compiled)
+                first[route] = time.perf_counter() - t
+                for _ in range(3):
+                    step()
+                steps[route] = step
+            ms = best_ms(steps, n32 if batch == 32 else n2, rounds)
+            rows += [{"norm": label, "batch_size": batch, "route": r, "ms_per_step": ms[r],
+                      "images_per_s": batch / ms[r] * 1e3, "gflops": gflop / ms[r] * 1e3,
+                      "first_call_s": first[r]} for r in routes]
+    return rows
+
+
+def header() -> str:
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                   if ln.startswith("model name"))
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"# bench_training.py  {now}  git {commit}\n"
+            f"# machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, 1 thread\n"
+            f"# load average at start: {os.getloadavg()[0]:.2f}")
+
+
+def report(rows: list[dict], peak: float, routes: tuple[str, ...]) -> str:
+    """The table, ratios against eager, GN / BN per route, and what meets the issue's goals."""
+    out = [f"float32 matmul peak (1024 x 1024, 1 thread): {peak:.1f} GFLOP/s", "",
+           f"{'norm':<14}{'B':>3} {'route':<14}{'ms/step':>8}{'img/s':>8}{'GFLOP/s':>8}"
+           f"{'of peak':>8}{'vs eager':>9}{'first call':>11}"]
+    key = {(r["norm"], r["batch_size"], r["route"]): r for r in rows}
+    for r in rows:
+        base = key.get((r["norm"], r["batch_size"], "eager"))
+        speedup = f"{base['ms_per_step'] / r['ms_per_step']:8.2f}x" if base else ""
+        out.append(f"{r['norm']:<14}{r['batch_size']:>3} {r['route']:<14}{r['ms_per_step']:8.2f}"
+                   f"{r['images_per_s']:8.0f}{r['gflops']:8.1f}{r['gflops'] / peak:8.0%}"
+                   f"{speedup}{r['first_call_s']:10.1f}s")
+    out.append("")
+    for route in routes:
+        for b in BATCHES:
+            gn, bn = key[("gn", b, route)], key[("bn", b, route)]
+            out.append(f"GN / BN step time, {route:<14} B={b:>2}: "
+                       f"{gn['ms_per_step'] / bn['ms_per_step']:.2f}x")
+    out += ["", "goals (default route): >= 1.6x eager, >= 60 % of peak, GN <= 1.1x BN"]
+    for (norm, b, route), r in key.items():
+        if route == "default":
+            base = key[(norm, b, "eager")]["ms_per_step"] / r["ms_per_step"]
+            frac = r["gflops"] / peak
+            out.append(f"  {norm:<14} B={b:>2}: {base:.2f}x eager ({'met' if base >= 1.6 else 'missed'}), "
+                       f"{frac:.0%} of peak ({'met' if frac >= 0.6 else 'missed'})")
+    return "\n".join(out)
+
+
+def profile_table(norm: str, devices: int, batch: int, n: int = 10) -> str:
+    """``torch.profiler`` top operators (self CPU time) of ``n`` default-route steps."""
+    step, _ = make_step(norm, devices, batch, "default")
+    for _ in range(3):
+        step()
+    with torch.profiler.profile() as prof:
+        for _ in range(n):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
+                                     max_name_column_width=40)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=40, help="steps per timed block (B=2)")
+    ap.add_argument("--quick", action="store_true", help="default route only, fewer steps")
+    ap.add_argument("--json", action="store_true", help="one JSON object per line")
+    ap.add_argument("--compile", action="store_true", help="also torch.compile the model")
+    ap.add_argument("--profile", action="store_true", help="profiler tables, B=32, BN and GN")
+    ap.add_argument("--save", type=Path, help="also write the report to this file")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, best of 5 interleaved blocks")
-    print(f"{'norm':>4} {'B':>3} {'gnlib steps/s':>14} {'DataLoader steps/s':>19} {'ratio':>6}")
-    rates = {}
-    for norm in ("gn", "bn"):
-        for B in (2, 32):
-            steps = args.steps if B == 2 else max(args.steps // 4, 5)
-            a, b = best_rate([make_inmemory(norm, B), make_dataloader(norm, B)], steps)
-            rates[norm, B] = a
-            print(f"{norm:>4} {B:>3} {a:14.1f} {b:19.1f} {a / b:6.2f}x")
-    for B in (2, 32):
-        print(f"GN / BN cost per step at B={B}: {rates['bn', B] / rates['gn', B]:.2f}x "
-              f"({1000 / rates['gn', B]:.1f} ms vs {1000 / rates['bn', B]:.1f} ms)")
+    routes = ("default",) if args.quick else ("eager", "channels_last", "default")
+    routes += ("compiled",) if args.compile else ()
+    n32, n2, rounds = (4, 20, 3) if args.quick else (10, 50, 5)
+    peak = peak_gflops()
+    rows = measure(routes, n32, n2, rounds)
+    peak = max(peak, peak_gflops())              # before and after: the less disturbed one
+    if args.json:
+        for r in rows:
+            print(json.dumps({**{k: round(v, 4) if isinstance(v, float) else v
+                                 for k, v in r.items()}, "peak_gflops": round(peak, 2),
+                              "fraction_of_peak": round(r["gflops"] / peak, 4)}))
+        return
+    text = header() + "\n" + report(rows, peak, routes)
+    if args.profile:
+        for label, norm in (("BN", "bn"), ("GN", "gn")):
+            text += f"\n\n## torch.profiler, default route, {label}, B=32, 10 steps\n"
+            text += profile_table(norm, 1, 32)
+    print(text)
+    if args.save:
+        args.save.write_text(text + "\n")
 
 
 if __name__ == "__main__":
