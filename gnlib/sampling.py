@@ -30,11 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SAMPLING_MODES", "batch_class_sets", "make_batches", "non_iid_batches",
-           "shuffled_batches"]
-
-#: The modes :func:`make_batches` understands.
-SAMPLING_MODES = ("shuffled", "non-iid-1", "non-iid-2")
+__all__ = ["non_iid_batches", "shuffled_batches"]
 
 
 def _check_positive_int(value: Any, name: str) -> None:
@@ -115,21 +111,3 @@ def non_iid_batches(
         order = torch.randperm(len(batches), generator=generator).tolist()
         batches = [batches[i] for i in order]
     return batches
-
-
-def make_batches(
-    mode: str, labels: Tensor, batch_size: int, generator: torch.Generator | None = None,
-    drop_last: bool = False,
-) -> list[Tensor]:
-    """One epoch of batches by name: ``"shuffled"``, ``"non-iid-1"`` or ``"non-iid-2"``."""
-    if mode == "shuffled":
-        _check_labels(labels)
-        return shuffled_batches(len(labels), batch_size, generator, drop_last)
-    if mode in ("non-iid-1", "non-iid-2"):
-        return non_iid_batches(labels, batch_size, int(mode[-1]), generator, drop_last)
-    raise ValueError(f"unknown sampling mode {mode!r}; choose one of {SAMPLING_MODES}")
-
-
-def batch_class_sets(labels: Tensor, batches: list[Tensor]) -> list[set[int]]:
-    """The set of classes in each batch (to check or plot how non-i.i.d. an epoch is)."""
-    return [set(labels[idx].tolist()) for idx in batches]

@@ -4,13 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gnlib.sampling import (
-    SAMPLING_MODES,
-    batch_class_sets,
-    make_batches,
-    non_iid_batches,
-    shuffled_batches,
-)
+from gnlib.sampling import non_iid_batches, shuffled_batches
+from helpers import SAMPLING_MODES, batch_class_sets, make_batches
 
 
 def _labels(n_per_class=(13, 7, 10, 9, 11), seed=0) -> torch.Tensor:
