@@ -1,4 +1,4 @@
-"""gnlib.distributed: 2 CPU processes with gloo (no GPU, no data files needed).
+"""gnlib.distributed (and GlobalBatchNorm2d): 2 CPU processes with gloo (no GPU, no data files).
 
 Starting processes is the slow part (each imports torch), so one 2-process session runs every
 check and writes its results to JSON files; the tests below read them. A second test starts
@@ -15,12 +15,19 @@ import sys
 import time
 from pathlib import Path
 
+import math
+from dataclasses import asdict, fields
+
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
+
+from gnlib.norms import GlobalBatchNorm2d, convert_to_global_bn
+from gnlib.norms import per_device_bn
+from gnlib.norms.per_device_bn import global_batch_stats
 
 WORLD = 2
 ROWS = 4  # samples per process in the statistics checks
@@ -42,6 +49,7 @@ def _gather(t: torch.Tensor) -> list[torch.Tensor]:
 def _session_worker(rank: int, tmp: str) -> None:
     """Every multi-process check; results go to ``tmp/rank{rank}.json``."""
     from gnlib import distributed as gd
+    from helpers import fail_at_step
 
     torch.set_num_threads(1)
     res: dict = {}
@@ -52,11 +60,11 @@ def _session_worker(rank: int, tmp: str) -> None:
         x_full, dy_full = _full_batch()
         rows = slice(rank * ROWS, (rank + 1) * ROWS)
         # 1. global statistics from an all_reduce of (count, sum, sum of squares)
-        mean, var, count = gd.global_batch_stats(x_full[rows])
+        mean, var, count = global_batch_stats(x_full[rows])
         res["stats"] = {"mean": mean.tolist(), "var": var.tolist(), "count": count}
 
         # 2. GlobalBatchNorm2d: forward, backward and running stats of full-batch BN
-        layer = gd.GlobalBatchNorm2d(3, momentum=0.3).double()
+        layer = GlobalBatchNorm2d(3, momentum=0.3).double()
         with torch.no_grad():
             layer.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
             layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
@@ -78,7 +86,7 @@ def _session_worker(rank: int, tmp: str) -> None:
 
         # 4. GN under DDP: weights stay identical, identical inputs give identical outputs
         torch.manual_seed(0)
-        model = gd.build_model("gn", width=8, groups=4)
+        model = gd.dist_model("gn", width=8, groups=4)
         ddp = nn.parallel.DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
         g = torch.Generator().manual_seed(100 + rank)  # different data on each rank
@@ -112,9 +120,9 @@ def _session_worker(rank: int, tmp: str) -> None:
     # 6. a failing rank: both ranks end with an error, neither hangs, the group is destroyed
     t0 = time.perf_counter()
     try:
-        gd.main(["--norm", "bn", "--steps", "20", "--fail-at-step", "2", "--fail-rank", "1",
-                 "--train-size", "64", "--test-size", "32", "--timeout-s", "15"],
-                init_method=f"file://{tmp}/init-fail")
+        with fail_at_step(2, rank=1):
+            gd.main(["--norm", "bn", "--steps", "20", "--train-size", "64", "--test-size", "32",
+                     "--timeout-s", "15"], init_method=f"file://{tmp}/init-fail")
         res["fail_error"] = None
     except Exception as err:  # noqa: BLE001 - recorded for the test
         res["fail_error"] = f"{type(err).__name__}: {err}"
@@ -197,15 +205,29 @@ def test_gn_identical_across_processes_and_batch_independent(session):
 
 
 def test_main_runs_and_rank0_writes_the_summary(session):
+    from gnlib.dist_config import STATS_COMMUNICATION, DistConfig
+    from gnlib.dist_model import dist_model
+    from gnlib.models import count_params
+
     assert [r["main_rc"] for r in session] == [0, 0]
     assert not any(r["initialized_after_main"] for r in session)
     s = session[0]["summary"]
     assert (s["norm"], s["world_size"], s["backend"], s["global_batch"]) == ("gbn", 2, "gloo", 4)
-    assert s["bn_statistics_batch"] == 4
-    for key in ("step_ms", "step_ms_no_grad_sync", "grad_allreduce_ms", "allreduce_bench_ms",
-                "val_error", "final_loss"):
-        assert isinstance(s[key], (int, float)), key
-    assert 0 <= s["val_error"] <= 100
+    assert s["bn_statistics_batch"] == 4 and s["steps"] == 6
+    assert s["stats_communication"] == STATS_COMMUNICATION["gbn"]
+    cfg = DistConfig(norm="gbn", steps=6, warmup_steps=2, timing_steps=2, train_size=64,
+                     test_size=32, timeout_s=30)
+    assert s["config"] == asdict(cfg)
+    assert s["lr"] == pytest.approx(0.1 * 4 / 32)                     # base_lr * global batch / 32
+    assert s["params"] == count_params(dist_model("gbn"))
+    assert "val_error" not in s
+    wrong = s["test_error"] * 32 / 100                                # 32 test images in all
+    assert 0 <= wrong <= 32 and abs(wrong - round(wrong)) < 1e-3
+    assert math.isfinite(s["final_loss"]) and s["final_loss"] > 0
+    for key in ("step_ms", "step_ms_no_grad_sync", "allreduce_bench_ms"):
+        assert s[key] > 0, key
+    assert s["grad_allreduce_ms"] == pytest.approx(s["step_ms"] - s["step_ms_no_grad_sync"],
+                                                   abs=2e-3)
 
 
 def test_failing_rank_shuts_down_cleanly(session):
@@ -251,44 +273,149 @@ def test_cli_without_torchrun_says_how_to_start(capsys, monkeypatch):
 
 def test_single_process_helpers_and_errors():
     from gnlib import distributed as gd
+    from gnlib.models import build_model, norm_layers
 
+    assert gd.GlobalBatchNorm2d is GlobalBatchNorm2d            # its former home still works
     x = torch.randn(4, 3, 2, 2, dtype=torch.float64)
-    mean, var, count = gd.global_batch_stats(x)  # no process group: local statistics
+    mean, var, count = global_batch_stats(x)  # no process group: local statistics
     torch.testing.assert_close(mean, x.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(var, x.var(dim=(0, 2, 3), unbiased=False))
     assert count == 16
-    bn, gbn = nn.BatchNorm2d(3).double(), gd.convert_to_global_bn(nn.BatchNorm2d(3).double())
-    assert isinstance(gbn, gd.GlobalBatchNorm2d)
+    bn, gbn = nn.BatchNorm2d(3).double(), convert_to_global_bn(nn.BatchNorm2d(3).double())
+    assert isinstance(gbn, GlobalBatchNorm2d)
     torch.testing.assert_close(gbn(x), bn(x))  # without a group it is plain BN
-    model = gd.build_model("gbn")
-    assert sum(isinstance(m, gd.GlobalBatchNorm2d) for m in model.modules()) == 2
-    assert sum(isinstance(m, nn.SyncBatchNorm) for m in gd.build_model("syncbn").modules()) == 2
+    n_bn = len(norm_layers(build_model("bn", widths=(8, 16))))
+    model = gd.dist_model("gbn")
+    assert sum(isinstance(m, GlobalBatchNorm2d) for m in model.modules()) == n_bn == 7
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in gd.dist_model("syncbn").modules()) == n_bn
     with pytest.raises(ValueError, match="unknown norm 'ln'"):
-        gd.build_model("ln")
+        gd.dist_model("ln")
     with pytest.raises(SystemExit):
         gd.parse_args(["--norm", "ln"])
     with pytest.raises(ValueError, match="batch_per_process must be >= 1"):
         gd.parse_args(["--batch-per-process", "0"])
 
 
+def _old_running_stats_update(layer, mean, var, count):
+    """GlobalBatchNorm2d's running-statistics update before it used update_running_stats."""
+    layer.num_batches_tracked.add_(1)
+    a = layer.momentum if layer.momentum is not None \
+        else 1.0 / float(layer.num_batches_tracked.item())
+    layer.running_mean.lerp_(mean.detach().to(layer.running_mean.dtype), a)
+    unbiased = var.detach() * (count / (count - 1))
+    layer.running_var.lerp_(unbiased.to(layer.running_var.dtype), a)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None, 0.3])
+def test_global_bn_running_stats_equal_the_former_formula_bit_for_bit(momentum, monkeypatch):
+    """The global path in one process (the all-reduce replaced by the identity): the shared
+    update_running_stats gives exactly the numbers of the formula it replaced."""
+    monkeypatch.setattr(per_device_bn, "world_size", lambda group=None: 2)
+    monkeypatch.setattr(per_device_bn, "_sum_over_processes", lambda t, group, diff: t)
+    layer, old = GlobalBatchNorm2d(3, momentum=momentum), GlobalBatchNorm2d(3, momentum=momentum)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        x = torch.randn(5, 3, 4, 4, generator=g) * 2 + 1
+        layer(x)
+        mean, var, count = global_batch_stats(x)
+        with torch.no_grad():
+            _old_running_stats_update(old, mean, var, count)
+    assert torch.equal(layer.running_mean, old.running_mean)
+    assert torch.equal(layer.running_var, old.running_var)
+    assert int(layer.num_batches_tracked) == 4
+
+
+def test_global_bn_momentum_none_is_the_cumulative_average(monkeypatch):
+    monkeypatch.setattr(per_device_bn, "world_size", lambda group=None: 2)
+    monkeypatch.setattr(per_device_bn, "_sum_over_processes", lambda t, group, diff: t)
+    layer = GlobalBatchNorm2d(2, momentum=None).double()
+    xs = [torch.randn(4, 2, 3, 3, dtype=torch.float64) * (k + 1) for k in range(3)]
+    for x in xs:
+        layer(x)
+    torch.testing.assert_close(layer.running_mean,
+                               torch.stack([x.mean(dim=(0, 2, 3)) for x in xs]).mean(0))
+    torch.testing.assert_close(layer.running_var,
+                               torch.stack([x.var(dim=(0, 2, 3)) for x in xs]).mean(0))
+
+
+def test_cli_is_generated_from_the_config_fields():
+    from gnlib import distributed as gd
+    from gnlib.dist_config import DistConfig
+
+    assert gd.parse_args([]) == (DistConfig(), None)
+    changed = dict(norm="bn", batch_per_process=3, steps=7, warmup_steps=1, timing_steps=2,
+                   base_lr=0.3, momentum=0.5, weight_decay=0.0, data="fashion-mnist",
+                   train_size=99, test_size=98, model="resnet", width=4, groups=2, seed=5,
+                   backend="gloo", threads=2, timeout_s=9.5)
+    assert set(changed) == {f.name for f in fields(DistConfig)}    # every field is a flag
+    argv = [a for k, v in changed.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    cfg, out = gd.parse_args(argv + ["--output", "s.json"])
+    assert asdict(cfg) == changed and out == "s.json"
+    assert isinstance(cfg.groups, int) and isinstance(cfg.timeout_s, float)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(norm="ln"), "unknown norm"), (dict(data="mnist"), "unknown data"),
+    (dict(model="vgg"), "unknown model"), (dict(backend="mpi"), "unknown backend"),
+    (dict(steps=0), "steps must be >= 1"), (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(groups=0), "groups must be >= 1"), (dict(timeout_s=0), "timeout_s must be positive"),
+])
+def test_config_checks_its_arguments_on_creation(bad, match):
+    from gnlib.dist_config import DistConfig
+
+    with pytest.raises(ValueError, match=match):
+        DistConfig(**bad)
+
+
 def test_reproduce_appends_records_with_provenance_and_skips_done_runs(tmp_path, monkeypatch):
     """``python -m gnlib reproduce distributed`` (through torchrun) on a tiny synthetic run."""
     from gnlib import distributed as gd
+    from gnlib.results import load_results
 
     monkeypatch.setitem(gd.REPRODUCE_PRESETS, "quick", dict(
         model="tiny", data="synthetic", train_size=64, test_size=32, batch_per_process=2,
         steps=4, warmup_steps=1, timing_steps=2))
     logs: list[str] = []
     path = gd.reproduce("quick", norms=("gn",), results_dir=tmp_path, log=logs.append)
-    recs = gd.load_results_plain(path)
+    recs = load_results(path, key=gd.run_identity)
     assert len(recs) == 1
     rec = recs[0]
     assert rec["norm"] == "gn" and rec["world_size"] == 2 and rec["preset"] == "quick"
     for key in ("git_commit", "command", "date", "machine", "torch", "step_ms",
-                "grad_allreduce_ms"):
+                "grad_allreduce_ms", "test_error"):
         assert rec[key] is not None, key
-    assert rec["command"].startswith("torchrun --standalone --nproc_per_node=2 -m gnlib.distributed --norm gn")
+    assert "val_error" not in json.loads(path.read_text())
+    assert rec["command"] == ("torchrun --standalone --nproc_per_node=2 -m gnlib.distributed "
+                              "--norm gn --seed 0 --model tiny --data synthetic --train-size 64 "
+                              "--test-size 32 --batch-per-process 2 --steps 4 --warmup-steps 1 "
+                              "--timing-steps 2")
     gd.reproduce("quick", norms=("gn",), results_dir=tmp_path, log=logs.append)
-    assert len(gd.load_results_plain(path)) == 1 and logs[-1].endswith("done, skipped")
+    assert len(load_results(path, key=gd.run_identity)) == 1
+    assert logs[-2].endswith("done, skipped") and logs[-1].startswith("1 runs; command: torchrun")
     with pytest.raises(ValueError, match="preset"):
         gd.reproduce("huge", results_dir=tmp_path)
+
+
+def test_older_records_read_as_test_error_and_keep_their_identity(tmp_path, monkeypatch):
+    """A record written before the split (``val_error``; a config with the test-only
+    ``fail_at_step`` / ``fail_rank``) reads with ``test_error`` and counts as done."""
+    from gnlib import dist_reproduce
+    from gnlib.dist_config import DistConfig
+    from gnlib.results import load_results
+
+    cfg = {**asdict(DistConfig(norm="gn", seed=0, **dist_reproduce.REPRODUCE_PRESETS["full"])),
+           "fail_at_step": -1, "fail_rank": 1}
+    old = {"preset": "full", "world_size": 2, "config": cfg, "val_error": 17.5, "norm": "gn",
+           "date": "2024-01-01T00:00:00+00:00"}
+    path = tmp_path / "distributed.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (rec,) = load_results(path, key=dist_reproduce.run_identity)
+    assert rec["test_error"] == 17.5 and "val_error" not in rec
+
+    def no_torchrun(*a, **k):
+        raise AssertionError("a finished run was started again")
+
+    monkeypatch.setattr(dist_reproduce, "torchrun_summary", no_torchrun)
+    logs: list[str] = []
+    dist_reproduce.reproduce("full", norms=("gn",), results_dir=tmp_path, log=logs.append)
+    assert logs[0] == "gn seed=0: done, skipped"

@@ -110,8 +110,6 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-@pytest.mark.skipif(os.environ.get("GNLIB_SLOW_TESTS") != "1",
-                    reason="spawns a process pool (5-25 s); set GNLIB_SLOW_TESTS=1")
 def test_kill_one_pool_worker_then_resume(tmp_path):
     """kill -9 one worker of the process pool: the parent stops with a clear error, the
     finished lines stay intact, and a rerun completes the grid without duplicates."""
@@ -220,13 +218,15 @@ def test_empty_results():
 
 
 def test_distributed_results_keep_the_newest_line_per_run(tmp_path):
-    from gnlib.distributed import load_results_plain
+    from gnlib.distributed import run_identity
+    from gnlib.results import load_results
 
     path = tmp_path / "distributed.jsonl"
     a = {"preset": "full", "world_size": 2, "config": {"norm": "gn"}, "test_error": 1.0}
     path.write_text(json.dumps(a) + "\n" + json.dumps({**a, "test_error": 2.0}) + "\n{\"cut")
-    assert [r["test_error"] for r in load_results_plain(path)] == [2.0]
-    assert load_results_plain(tmp_path / "missing.jsonl") == []
+    with pytest.warns(UserWarning, match="incomplete line"):
+        assert [r["test_error"] for r in load_results(path, key=run_identity)] == [2.0]
+    assert load_results(tmp_path / "missing.jsonl", key=run_identity) == []
 
 
 def test_rerun_reused_runs_only_the_reused_configs_and_reproduces_them(tmp_path):

@@ -5,7 +5,7 @@ r"""Normalization layers written from scratch, one concept per module.
   (readable; autograd does the backward) and the module :class:`GroupNorm`;
 * :mod:`~gnlib.norms.factory`: :func:`make_norm`, one factory for BN, BR, LN, IN, GN, none;
 * beyond the paper: :mod:`~gnlib.norms.batch_renorm` (Batch Renorm, Ioffe 2017),
-  :mod:`~gnlib.norms.per_device_bn` (BN with per-device statistics),
+  :mod:`~gnlib.norms.per_device_bn` (BN with per-device or global-batch statistics),
   :mod:`~gnlib.norms.weight_std` (Weight Standardization, Qiao et al. 2019);
 * shared: :mod:`~gnlib.norms.checks` (argument checks) and
   :mod:`~gnlib.norms.running_stats` (one update rule for every BN variant's running statistics).
@@ -16,13 +16,14 @@ from .batch_renorm import BatchRenorm, BatchRenorm1d, BatchRenorm2d, BatchRenorm
 from .checks import check_groups, valid_groups
 from .factory import NORM_KINDS, channels_per_group, make_norm
 from .group_norm import GroupNorm, GroupNormFunction, group_norm, group_norm_reference
-from .per_device_bn import GhostBatchNorm2d
+from .per_device_bn import GhostBatchNorm2d, GlobalBatchNorm2d, convert_to_global_bn
 from .running_stats import update_running_stats
 from .weight_std import WSConv2d, convert_to_ws, standardize_weight
 
 __all__ = [
     "NORM_KINDS", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d", "BatchRenorm3d",
-    "GhostBatchNorm2d", "GroupNorm", "GroupNormFunction", "RenormSchedule", "WSConv2d",
-    "channels_per_group", "check_groups", "convert_to_ws", "group_norm", "group_norm_reference",
-    "make_norm", "standardize_weight", "update_running_stats", "valid_groups",
+    "GhostBatchNorm2d", "GlobalBatchNorm2d", "GroupNorm", "GroupNormFunction", "RenormSchedule",
+    "WSConv2d", "channels_per_group", "check_groups", "convert_to_global_bn", "convert_to_ws",
+    "group_norm", "group_norm_reference", "make_norm", "standardize_weight",
+    "update_running_stats", "valid_groups",
 ]

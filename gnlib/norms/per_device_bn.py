@@ -1,19 +1,25 @@
-r"""BN with per-device statistics: what data-parallel training computes when every device
-normalizes with the statistics of its own images (the GN paper's setting: statistics per GPU).
+r"""BN across devices: statistics per device, or over the global batch of all devices.
 
-:class:`GhostBatchNorm2d` simulates ``splits`` devices in one process (Hoffer et al. 2017 call
-the slices "ghost batches"): the gradient step sees the whole batch, the statistics one slice.
+* :class:`GhostBatchNorm2d` is what data-parallel training computes when every device
+  normalizes with the statistics of its own images (the GN paper's setting: statistics per
+  GPU), simulated with ``splits`` devices in one process (Hoffer et al. 2017 call the slices
+  "ghost batches"): the gradient step sees the whole batch, the statistics one slice.
+* :class:`GlobalBatchNorm2d` is the opposite, for real processes: statistics over every
+  process's batch through ``torch.distributed`` all-reduces (:func:`global_batch_stats`,
+  :func:`convert_to_global_bn`), as ``nn.SyncBatchNorm`` computes, on CPU too.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .running_stats import update_running_stats
 
-__all__ = ["GhostBatchNorm2d", "device_slices"]
+__all__ = ["GhostBatchNorm2d", "GlobalBatchNorm2d", "all_reduce_sum", "convert_to_global_bn",
+           "device_slices", "global_batch_stats", "world_size"]
 
 
 def device_slices(x: Tensor, splits: int) -> tuple[Tensor, tuple[int, int], tuple[int, ...]]:
@@ -121,3 +127,178 @@ def _unslice(y: Tensor, like: Tensor) -> Tensor:
     if like.is_contiguous():
         return y.view(N, C, H, W)
     return y.view(N, H, W, C).permute(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------------------
+# Global-batch statistics through torch.distributed (BN over every process's batch)
+# --------------------------------------------------------------------------------------
+class _AllReduceSum(torch.autograd.Function):
+    """``y = sum over processes of x``; backward: the gradient summed over processes too.
+
+    Every process holds the same ``y`` and the total loss is the sum of the processes'
+    losses, so ``dL/dx_r = sum_r' dL_r'/dy``: an all-reduce of the incoming gradients.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, group: Any) -> Tensor:  # type: ignore[override]
+        ctx.group = group
+        y = x.clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM, group=group)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        g = dy.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
+        return g, None
+
+
+def all_reduce_sum(x: Tensor, group: Any = None) -> Tensor:
+    """Differentiable sum over processes (``dist.all_reduce`` in forward and backward)."""
+    return _AllReduceSum.apply(x, group)
+
+
+def world_size(group: Any = None) -> int:
+    """Processes in ``group``; 1 without an initialized process group."""
+    return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+
+
+def _sum_over_processes(local: Tensor, group: Any, differentiable: bool) -> Tensor:
+    """``local`` summed over the processes of ``group`` (itself when there is one process)."""
+    if world_size(group) == 1:
+        return local
+    if differentiable:
+        return all_reduce_sum(local, group)
+    total = local.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+    return total
+
+
+def global_batch_stats(
+    x: Tensor, group: Any = None, differentiable: bool = False
+) -> tuple[Tensor, Tensor, int]:
+    r"""Per-channel mean and biased variance of ``x`` ``(N, C, *)`` over the **global** batch.
+
+    Each process contributes its local count :math:`m_r`, sums :math:`s_r = \sum x` and
+    sums of squares :math:`q_r = \sum x^2` (in float64); one ``dist.all_reduce`` adds them:
+
+    .. math::
+
+        \mu = \frac{\sum_r s_r}{\sum_r m_r},\qquad
+        \sigma^2 = \frac{\sum_r q_r}{\sum_r m_r} - \mu^2
+
+    which is exactly the statistic of BN on the concatenated batch (what SyncBatchNorm
+    computes). Without an initialized process group it is the local statistic. Returns
+    ``(mean, var, count)`` in ``x``'s dtype; ``differentiable=True`` lets autograd through
+    (the backward all-reduces the gradients of the sums).
+
+    Examples::
+
+        >>> x = torch.tensor([[[[1.0]], [[2.0]]], [[[3.0]], [[6.0]]]])   # (N=2, C=2, 1, 1)
+        >>> global_batch_stats(x)                    # no process group: this batch's statistics
+        (tensor([2., 4.]), tensor([1., 4.]), 2)
+    """
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        raise ValueError("global_batch_stats expects a tensor of shape (N, C, *)")
+    C = x.shape[1]
+    dims = [0] + list(range(2, x.dim()))
+    x64 = x.to(torch.float64)
+    m_local = x.numel() // C
+    local = torch.cat([
+        torch.full((1,), float(m_local), dtype=torch.float64, device=x.device),
+        x64.sum(dim=dims), (x64 * x64).sum(dim=dims),
+    ])
+    total = _sum_over_processes(local, group, differentiable)
+    count = total[0]
+    mean = total[1:C + 1] / count
+    var = (total[C + 1:] / count - mean * mean).clamp_min(0.0)
+    return mean.to(x.dtype), var.to(x.dtype), int(count.item())
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    r"""BatchNorm2d whose training statistics are those of the global batch across processes.
+
+    With ``W`` processes holding batches :math:`B_1, \dots, B_W` (the same layer on each),
+    every process normalizes its own images with the statistics of their union
+    :math:`B = \bigcup_r B_r` (:func:`global_batch_stats`, one all-reduce):
+
+    .. math::
+
+        \hat x_i = \frac{x_i - \mu_B}{\sqrt{\sigma^2_B + \epsilon}},\qquad
+        y_i = \gamma\,\hat x_i + \beta
+
+    so forward and backward (whose all-reduce sums the gradients of the statistics) equal
+    BN on the concatenation of every process's batch: the CPU-capable counterpart of
+    ``nn.SyncBatchNorm`` (which needs GPU tensors in this PyTorch). The running statistics
+    follow :func:`~gnlib.norms.running_stats.update_running_stats` with the global mean and
+    unbiased variance :math:`\tfrac{M}{M-1}\sigma^2_B` (:math:`M` = global count per channel),
+    the same on every process.
+
+    Without an initialized process group (or in eval mode) it is plain ``nn.BatchNorm2d``.
+    Same parameters and buffers (:func:`convert_to_global_bn` swaps it in).
+
+    Args:
+        num_features: ``C``.
+        eps, affine, track_running_stats: as :class:`torch.nn.BatchNorm2d`.
+        momentum: weight :math:`a` of the new batch in the running statistics, or ``None``
+            for their cumulative average (:math:`a = 1/t` after the ``t``-th batch).
+
+    Shape:
+        - Input: :math:`(N, C, H, W)` on every process (``N`` may differ between processes;
+          the global batch needs more than one value per channel); Output: the same.
+
+    Examples::
+
+        >>> gbn = GlobalBatchNorm2d(3)
+        >>> x = torch.randn(4, 3, 5, 5)
+        >>> torch.allclose(gbn(x), torch.nn.BatchNorm2d(3)(x), atol=1e-6)   # one process: BN
+        True
+        >>> # under torchrun: every process passes its own slice, the statistics are global
+        >>> # model = convert_to_global_bn(model); DistributedDataParallel(model)
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        if not (self.training and world_size() > 1):
+            return super().forward(x)
+        mean, var, count = global_batch_stats(x, differentiable=True)
+        if count < 2:
+            raise ValueError(f"GlobalBatchNorm2d needs more than 1 value per channel, got {count}")
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                update_running_stats(self, mean.detach(), var.detach() * (count / (count - 1)))
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_to_global_bn(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a :class:`GlobalBatchNorm2d` with the
+    same configuration, parameters and buffers (like ``SyncBatchNorm.convert_sync_batchnorm``);
+    returns ``module`` (or the new layer when ``module`` itself is a ``BatchNorm2d``).
+
+    Examples::
+
+        >>> net = convert_to_global_bn(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3),
+        ...                                                torch.nn.BatchNorm2d(4)))
+        >>> type(net[1]).__name__
+        'GlobalBatchNorm2d'
+    """
+    if type(module) is nn.BatchNorm2d:
+        return _to_global_bn(module)
+    for name, child in module.named_children():
+        setattr(module, name, convert_to_global_bn(child))
+    return module
+
+
+def _to_global_bn(bn: nn.BatchNorm2d) -> GlobalBatchNorm2d:
+    ref = bn.weight if bn.affine else bn.running_mean
+    new = GlobalBatchNorm2d(bn.num_features, bn.eps, bn.momentum, bn.affine,
+                            bn.track_running_stats,
+                            device=None if ref is None else ref.device,
+                            dtype=None if ref is None else ref.dtype)
+    new.load_state_dict(bn.state_dict())
+    new.train(bn.training)
+    return new
