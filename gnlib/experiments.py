@@ -139,7 +139,9 @@ def grid(experiment: str, preset: str = "full", seeds: int = 3,
         if experiment == "figure1":
             out += figure1_configs(preset, seed)
         elif experiment == "small-batch":
-            out += [TrainConfig(norm=n, batch_size=b, seed=seed, **p["train"])
+            # Batch Renorm as the BR paper runs it: r_max, d_max warmed up (renorm="warmup")
+            out += [TrainConfig(norm=n, batch_size=b, seed=seed,
+                                renorm="warmup" if n == "br" else "fixed", **p["train"])
                     for b in sorted(p["small_batch_sizes"]) for n in p["small_batch_norms"]]
         elif experiment == "non-iid":
             # GN never looks across samples, so per-device i.i.d. slices change nothing for it;

@@ -41,7 +41,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .norms import BatchRenorm, convert_to_ws, make_norm
+from .norms import BatchRenorm, RenormSchedule, convert_to_ws, make_norm
 
 #: The ``norm`` names :class:`ResNetSmall` accepts.
 MODEL_NORMS = ("bn", "ln", "in", "gn", "gn+ws", "br", "none")
@@ -61,8 +61,9 @@ class NormFactory:
     """
 
     def __init__(self, kind: str, groups: int = 32, channels_per_group: int | None = None,
-                 bn_splits: int = 1):
+                 bn_splits: int = 1, renorm: "RenormSchedule | None" = None):
         self.kind = kind
+        self.renorm = renorm
         self.bn_splits = bn_splits
         self.groups = groups
         self.channels_per_group = channels_per_group
@@ -75,6 +76,8 @@ class NormFactory:
             groups = max(1, channels // self.channels_per_group)
         if self.kind == "bn" and self.bn_splits > 1:
             return make_norm("bn", channels, splits=self.bn_splits)
+        if self.kind == "br" and self.renorm is not None:
+            return make_norm("br", channels, r_max=self.renorm)
         return make_norm(self.kind, channels, groups=groups)
 
 
@@ -119,6 +122,8 @@ class ResNetSmall(nn.Module):
         strides: stride of the first block of each stage (default 1, 2, 2, ...).
         bn_splits: BN only: normalize each of ``bn_splits`` equal slices of a training batch by
             its own statistics (BN on ``bn_splits`` data-parallel devices).
+        renorm: BR only: a :class:`~gnlib.norms.RenormSchedule` (the BR paper's warm-up of
+            r_max and d_max); ``None``: the GN paper's fixed r_max = 1.5, d_max = 0.5.
     """
 
     def __init__(
@@ -133,6 +138,7 @@ class ResNetSmall(nn.Module):
         num_classes: int = 10,
         in_channels: int = 1,
         bn_splits: int = 1,
+        renorm: "RenormSchedule | None" = None,
     ):
         super().__init__()
         if norm not in MODEL_NORMS:
@@ -145,7 +151,9 @@ class ResNetSmall(nn.Module):
         if len(strides) != len(widths):
             raise ValueError(f"strides {strides} must have one entry per stage {widths}")
         ws = norm == "gn+ws"
-        factory = NormFactory("gn" if ws else norm, groups, channels_per_group, bn_splits)
+        if renorm is not None and norm != "br":
+            raise ValueError(f"renorm applies to norm 'br' only, not {norm!r}")
+        factory = NormFactory("gn" if ws else norm, groups, channels_per_group, bn_splits, renorm)
         self.norm_kind = norm
         self.stem = nn.Sequential(
             conv3x3(in_channels, widths[0], stem_stride), factory(widths[0]), nn.ReLU(inplace=True)

@@ -45,12 +45,14 @@ from torch import Tensor, nn
 from .augment import Augmentation
 from .diagnostics import bn_final_report, bn_statistics_gap, evaluate
 from .models import MODEL_NORMS, build_model
+from .norms import RenormSchedule
 from .results import did_not_train
 
 BATCHINGS = ("shuffled", "non-iid-1", "non-iid-2")
 MEMORY_FORMATS = ("channels_last", "contiguous")
 DEVICES = ("cpu", "cuda", "auto")
 SCHEDULES = ("cosine", "step")
+RENORMS = ("fixed", "warmup")
 #: Norms whose training forward uses batch statistics (they get the BN diagnostics).
 BATCH_STAT_NORMS = ("bn", "br", "syncbn")
 BASE_BATCH = 32
@@ -88,6 +90,7 @@ class TrainConfig:
     augment: bool = False           # random crop (pad 2) + horizontal flip
     memory_format: str = "channels_last"   # the fast route; "contiguous" turns it off
     device: str = "cpu"             # "cpu", "cuda" or "auto" (cuda when available)
+    renorm: str = "fixed"           # BR: "fixed" r_max 1.5, d_max 0.5 (GN paper); "warmup" (BR paper)
 
     def __post_init__(self) -> None:
         self.widths, self.blocks, self.strides = (tuple(self.widths), tuple(self.blocks),
@@ -101,7 +104,8 @@ class TrainConfig:
                             ("batching", self.batching, BATCHINGS),
                             ("schedule", self.schedule, SCHEDULES),
                             ("memory_format", self.memory_format, MEMORY_FORMATS),
-                            ("device", self.device, DEVICES)):
+                            ("device", self.device, DEVICES),
+                            ("renorm", self.renorm, RENORMS)):
             if v not in ok:
                 raise ValueError(f"unknown {name} {v!r}; choose one of {ok}")
         if self.batch_size % self.devices:
@@ -216,15 +220,23 @@ def to_route(t: Tensor | nn.Module, cfg: TrainConfig, device: torch.device):
     return t.to(device).contiguous(memory_format=fmt) if t.dim() == 4 else t.to(device)
 
 
-def prepare_model(cfg: TrainConfig, device: torch.device | None = None) -> nn.Module:
-    """The seeded model of ``cfg`` (same init for every run of a seed), on the fast route."""
+def prepare_model(cfg: TrainConfig, device: torch.device | None = None,
+                  total_steps: int | None = None) -> nn.Module:
+    """The seeded model of ``cfg`` (same init for every run of a seed), on the fast route.
+    ``total_steps``: the run's length, for Batch Renorm's warm-up (``renorm="warmup"``)."""
+    renorm = None
+    if cfg.norm == "br" and cfg.renorm == "warmup":
+        if total_steps is None:
+            raise ValueError("renorm='warmup' rescales the BR paper's schedule to the run: "
+                             "pass total_steps")
+        renorm = RenormSchedule.paper(total_steps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model("bn" if cfg.norm == "syncbn" else cfg.norm, widths=cfg.widths,
                             blocks=cfg.blocks, groups=cfg.groups,
                             channels_per_group=cfg.channels_per_group,
                             stem_stride=cfg.stem_stride, strides=cfg.strides,
-                            bn_splits=cfg.devices if cfg.norm == "bn" else 1)
+                            bn_splits=cfg.devices if cfg.norm == "bn" else 1, renorm=renorm)
     return to_route(model, cfg, device or resolve_device(cfg.device))
 
 
@@ -283,12 +295,12 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     if cfg.batch_size > len(xtr):
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the training set ({len(xtr)})")
     t0 = time.perf_counter()
-    model = to_route(model, cfg, dev) if model is not None else prepare_model(cfg, dev)
+    total = len(epoch_batches(cfg, ytr.cpu(), torch.Generator().manual_seed(cfg.seed))) * cfg.epochs
+    model = to_route(model, cfg, dev) if model is not None else prepare_model(cfg, dev, total)
     opt = make_optimizer(cfg, model)
     gen = torch.Generator().manual_seed(cfg.seed)
     aug = (Augmentation(xtr, to_float(torch.zeros(1, dtype=torch.uint8)).item())
            if cfg.augment else None)
-    total = len(epoch_batches(cfg, ytr.cpu(), torch.Generator().manual_seed(cfg.seed))) * cfg.epochs
     track = cfg.norm in BATCH_STAT_NORMS
     keys = ["epoch", "train_loss", "train_error", "test_error", "lr"]
     hist: dict[str, list] = {k: [] for k in keys + (["bn_mean_gap", "bn_var_ratio"] if track else [])}
