@@ -39,7 +39,7 @@ def _inputs(shape, dtype, affine, seed=0):
 @pytest.mark.parametrize("impl", [group_norm, group_norm_reference])
 def test_matches_native_forward_and_backward(shape, G, dtype, affine, impl):
     if math.prod(shape[2:]) * shape[1] // G == 1:
-        pytest.skip("one element per group: the output is 0 and the gradient is degenerate")
+        return _check_one_element_per_group(shape, G, dtype, affine, impl)
     x, w, b = _inputs(shape, dtype, affine)
     y = impl(x, G, w, b)
     y_ref = F.group_norm(x, G, w, b)
@@ -54,6 +54,25 @@ def test_matches_native_forward_and_backward(shape, G, dtype, affine, impl):
         torch.testing.assert_close(got, want, atol=atol * 10, rtol=atol * 10)
 
 
+def _check_one_element_per_group(shape, G, dtype, affine, impl):
+    """|S_i| = 1: x_hat = x - mu = 0 exactly, so y = beta (0 without affine), dL/dx = 0 and
+    dL/dgamma = 0; dL/dbeta = sum_n dL/dy. dL/dx is a difference of two equal terms of size
+    r gamma dL/dy (r = eps^-1/2), so it is 0 up to the rounding of those terms."""
+    x, w, b = _inputs(shape, dtype, affine)
+    y = impl(x, G, w, b)
+    torch.testing.assert_close(y, (b if affine else torch.zeros(shape[1], dtype=dtype))
+                               .expand_as(y), atol=TOL[dtype], rtol=0)
+    dy = torch.randn_like(y)
+    params = [t for t in (x, w, b) if t is not None]
+    grads = torch.autograd.grad(y, params, dy)
+    term = (dy * (w if affine else 1)).abs().max() / math.sqrt(1e-5)   # |r gamma dL/dy|
+    rounding = 4 * torch.finfo(dtype).eps * term.item()
+    torch.testing.assert_close(grads[0], torch.zeros_like(x), atol=rounding, rtol=0)
+    if affine:
+        torch.testing.assert_close(grads[1], torch.zeros_like(w), atol=TOL[dtype], rtol=0)
+        torch.testing.assert_close(grads[2], dy.sum(0), atol=TOL[dtype], rtol=TOL[dtype])
+
+
 @pytest.mark.parametrize("shape", [(3, 6), (2, 6, 5), (2, 6, 3, 2), (2, 4, 2, 2, 2)])
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_gradcheck_float64(shape, unbiased):
@@ -65,6 +84,21 @@ def test_gradcheck_float64(shape, unbiased):
     assert torch.autograd.gradgradcheck(
         lambda x, w, b: group_norm_reference(x, G, w, b, unbiased=unbiased), (x, w, b)
     )
+
+
+@pytest.mark.parametrize("G", [1, 3, 6])                 # LN, a middle G, IN (C = 6)
+@pytest.mark.parametrize("which", ["weight only", "bias only", "no affine", "x without grad"])
+def test_gradcheck_partial_affine_and_input_without_grad(G, which):
+    """The backward's branches: gamma without beta, beta without gamma, neither, and
+    parameters that need gradients while x does not (a frozen input)."""
+    x, w, b = _inputs((2, 6, 3, 2), torch.float64, True, seed=G)
+    inputs, f = {
+        "weight only": ((x, w), lambda x, w: group_norm(x, G, w, None)),
+        "bias only": ((x, b), lambda x, b: group_norm(x, G, None, b)),
+        "no affine": ((x,), lambda x: group_norm(x, G)),
+        "x without grad": ((w, b), lambda w, b: group_norm(x.detach(), G, w, b)),
+    }[which]
+    assert torch.autograd.gradcheck(f, inputs)
 
 
 def test_non_contiguous_input():
