@@ -22,9 +22,9 @@ from typing import Callable
 from .paper import METHOD_FACTS, NORM_LABELS
 
 __all__ = ["Paired", "bn_drift_frame", "condition_order", "condition_table", "describe_conditions",
-           "describe_paired", "describe_small_batch", "figure1_table", "history_frame",
-           "mean_se", "method_summary", "non_iid_label", "non_iid_order", "paired_difference",
-           "runs_frame", "summary_table"]
+           "describe_figure1", "describe_paired", "describe_small_batch", "figure1_table",
+           "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
+           "non_iid_order", "paired_difference", "runs_frame", "summary_table"]
 
 ALPHA = 0.05
 
@@ -308,3 +308,36 @@ def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int
                      "16 devices x 2, i.i.d.": fmt(iid),
                      "16 devices x 2, 1 class each": fmt(cond(m, "16 devices x 2, 1 class each"))})
     return pd.DataFrame(rows).set_index("method")
+
+
+def last_epoch_change(records: list[dict]):
+    """Per norm and slice size, over usable seeds: the final test error and how much the last
+    epoch changed it (the convergence check of a run whose lr ends at 0)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        if r["diverged"] or r.get("did_not_train") or len(r["history"]["test_error"]) < 2:
+            continue
+        c, e = r["config"], r["history"]["test_error"]
+        rows.append({"norm": c["norm"], "slice": c["batch_size"] // c.get("devices", 1),
+                     "seed": c["seed"], "final": e[-1], "last_epoch_change": e[-1] - e[-2]})
+    df = pd.DataFrame(rows, columns=["norm", "slice", "seed", "final", "last_epoch_change"])
+    return df.groupby(["norm", "slice"])[["final", "last_epoch_change"]].mean()
+
+
+def describe_figure1(table) -> list[str]:
+    """Sentences from :func:`figure1_table`: each condition against BN with all images and
+    against GN, seed-paired; a verdict only where the t-test says so (p < 0.05)."""
+    out = []
+    top = int(table["images per device"].max())
+    for _, row in table.iterrows():
+        who = (f"BN over {row['images per device']} image{'s' * (row['images per device'] > 1)}"
+               if row["norm"] == "bn" else NORM_LABELS[row["norm"]])
+        parts = [f"{who}: {row['test error %']:.2f} %"]
+        for col, name in ((f"vs BN at {top}", f"BN over {top}"), ("vs GN", "GN")):
+            p = row[col]
+            if isinstance(p, Paired):
+                parts.append(f"minus {name} {p}: {p.verdict()}")
+        out.append("; ".join(parts))
+    return out

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["batch_statistics_deviation", "bn_final_report", "bn_layers", "bn_statistics_gap",
-           "evaluate", "layer_report", "precise_bn"]
+           "evaluate", "layer_report", "norm_input_shapes", "precise_bn"]
 
 
 @torch.no_grad()
@@ -227,3 +227,16 @@ def bn_final_report(model: nn.Module, batch_size: int, xtr: Tensor, xte: Tensor,
                                                                   p["running_var_ratio"])
     out["bn_layers"] = layers
     return out
+
+
+@torch.no_grad()
+def norm_input_shapes(model: nn.Module, image_size: tuple[int, ...] = (1, 28, 28)) -> list[tuple]:
+    """``(C, H, W)`` of the input of every norm layer of ``model`` (in order), from one
+    eval-mode forward of a blank image: how many values per channel a statistic sees."""
+    from .models import norm_layers
+
+    shapes: list[tuple] = []
+    layers = norm_layers(model)
+    _collect_inputs(model, layers, torch.zeros(1, *image_size), 1,
+                    lambda i, v: shapes.append(tuple(v.shape[1:])))
+    return shapes

@@ -12,7 +12,7 @@ Plots read records through :mod:`gnlib.analysis`; they never import training cod
 :mod:`gnlib.figures` loads the results files and writes ``figures/``.
 """
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
-from .figure1 import plot_figure1, plot_figure1_diagnostics
+from .figure1 import plot_figure1, plot_figure1_curves, plot_figure1_diagnostics
 from .results import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
                       plot_groups, plot_non_iid, plot_small_batch, plot_statistics_deviation)
 from .speed import plot_fwd_bwd_times
@@ -29,6 +29,7 @@ __all__ = [
     "plot_bn_train_test",
     "plot_curves",
     "plot_figure1",
+    "plot_figure1_curves",
     "plot_figure1_diagnostics",
     "plot_fwd_bwd_times",
     "plot_groups",

@@ -5,7 +5,8 @@ statistics BN normalizes with, drawn from ``results/figure1.jsonl`` records.
   bands (their forward ignores the split), and the paper's curve on its own axis;
 * :func:`plot_figure1_diagnostics`: where BN's gap comes from: its test error with running
   averages, with PreciseBN and with train-mode statistics, and per layer how the slice
-  variance and the running variance compare with the population's.
+  variance and the running variance compare with the population's;
+* :func:`plot_figure1_curves`: training and test error per epoch, BN at one slice size vs GN.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from matplotlib.ticker import ScalarFormatter
 from ..analysis import mean_se, runs_frame
 from .style import NORM_COLORS, NORM_LABELS, label_axes
 
-__all__ = ["plot_figure1", "plot_figure1_diagnostics"]
+__all__ = ["plot_figure1", "plot_figure1_curves", "plot_figure1_diagnostics"]
 
 
 def _slice_axis(ax, slices, label: str = "images per device (BN statistics over them)") -> None:
@@ -139,3 +140,36 @@ def _layer_panel(ax, records: list[dict], layer_slices) -> None:
     ax.axhline(1.0, color="grey", lw=1)
     label_axes(ax, xlabel="BN layer (input to output)", ylabel="variance / population variance",
                title="per layer: what BN normalized with, vs the data", legend=dict(fontsize=7))
+
+
+def plot_figure1_curves(records: list[dict], slice_size: int = 1,
+                        references=("gn",)) -> Figure:
+    """Training error (train mode: the slices' statistics) and test error (eval mode: running
+    averages) per epoch of BN with statistics over ``slice_size`` images, against the
+    ``references`` (mean over usable seeds; the band spans the seeds)."""
+    from ..analysis import history_frame
+
+    h = history_frame(records)
+    h = h[h["usable"]].assign(slice=lambda d: d["batch_size"] // d["devices"])
+    sel = ((h["norm"] == "bn") & (h["slice"] == slice_size)) | h["norm"].isin(references)
+    h = h[sel]
+    if not len(h):
+        raise FileNotFoundError(f"no usable runs of BN over {slice_size} images per device")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, split, what in ((axes[0], "train", "training error (train mode, slice statistics)"),
+                            (axes[1], "test", "test error (eval mode, running averages)")):
+        for norm in ("bn", *references):
+            d = h[(h["split"] == split) & (h["norm"] == norm)].groupby("epoch")["error"]
+            if not len(d):
+                continue
+            m, lo, hi = d.mean(), d.min(), d.max()
+            name = f"BN over {slice_size} image{'s' * (slice_size > 1)}" if norm == "bn" else NORM_LABELS[norm]
+            ax.plot(m.index, m.values, "o-", ms=3, color=NORM_COLORS[norm], label=name)
+            ax.fill_between(m.index, lo.values, hi.values, color=NORM_COLORS[norm], alpha=0.15)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        label_axes(ax, xlabel="epoch", ylabel="error (%, log scale)", title=what,
+                   legend=dict(fontsize=8))
+    fig.tight_layout()
+    return fig
