@@ -252,19 +252,71 @@ def test_clear_errors():
         BatchRenorm1d(3)(torch.randn(2, 3, 4, 4))
 
 
-def test_no_affine_and_in_place_relu_after():
-    layer = BatchRenorm2d(3, affine=False, r_max=1.5, d_max=0.5)
-    assert layer.weight is None and layer.bias is None
-    x = torch.randn(4, 3, 2, 2, requires_grad=True)
-    y = torch.relu_(layer(x) * 1.0)
-    y.sum().backward()
-    assert x.grad is not None
+def test_no_affine_and_in_place_relu_on_the_output():
+    """``ReLU(inplace=True)`` straight on BR's output (as torchvision's ResNet does) must
+    leave the backward intact: the same gradient as an out-of-place ReLU."""
+    a, b, c = (BatchRenorm2d(3, affine=False, r_max=1.5, d_max=0.5, dtype=torch.float64)
+               for _ in range(3))
+    assert a.weight is None and a.bias is None
+    x = _x((4, 3, 2, 2)).requires_grad_()
+    dy = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    y_inplace = a(x)
+    torch.relu_(y_inplace)                       # modifies the layer's own output tensor
+    (dx,) = torch.autograd.grad(y_inplace, x, dy)
+    (dx_ref,) = torch.autograd.grad(torch.relu(b(x)), x, dy)
+    torch.testing.assert_close(dx, dx_ref, atol=1e-12, rtol=0)
+    (dx_no_relu,) = torch.autograd.grad(c(x), x, dy)
+    assert (dx - dx_no_relu).abs().max() > 1e-3  # the ReLU mattered
 
 
 def test_base_class_for_isinstance_checks():
     from gnlib.norms import BatchRenorm
 
     assert all(isinstance(make_norm("br", 4, spatial_dims=d), BatchRenorm) for d in (1, 2, 3))
-    x = torch.randn(5, 4)
-    assert BatchRenorm1d(4)(x).shape == (5, 4)
-    assert BatchRenorm3d(4)(torch.randn(2, 4, 2, 2, 2)).shape == (2, 4, 2, 2, 2)
+    assert isinstance(make_norm("br", 4, spatial_dims=1), BatchRenorm1d)
+    assert isinstance(make_norm("br", 4, spatial_dims=3), BatchRenorm3d)
+
+
+@pytest.mark.parametrize("cls, bn_cls, shape", [
+    (BatchRenorm1d, nn.BatchNorm1d, (6, 3)), (BatchRenorm1d, nn.BatchNorm1d, (4, 3, 5)),
+    (BatchRenorm3d, nn.BatchNorm3d, (2, 3, 3, 2, 2)),
+])
+def test_1d_and_3d_with_r1_d0_equal_batchnorm(cls, bn_cls, shape):
+    br, bn = cls(3, momentum=0.2, dtype=torch.float64), bn_cls(3, momentum=0.2).double()
+    with torch.no_grad():
+        for m in (br, bn):
+            m.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+            m.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    for step in range(2):
+        x = _x(shape, seed=step).requires_grad_()
+        y1, y2 = br(x), bn(x)
+        torch.testing.assert_close(y1, y2, atol=1e-10, rtol=1e-10)
+        dy = torch.randn_like(y1)
+        for a, b in zip(torch.autograd.grad(y1, (x, br.weight, br.bias), dy),
+                        torch.autograd.grad(y2, (x, bn.weight, bn.bias), dy)):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(br.running_mean, bn.running_mean)
+    torch.testing.assert_close(br.running_var, bn.running_var)
+    br.eval(), bn.eval()
+    x = _x(shape, seed=7)
+    torch.testing.assert_close(br(x), bn(x), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls, shape", [(BatchRenorm1d, (6, 3)), (BatchRenorm1d, (4, 3, 5)),
+                                        (BatchRenorm3d, (2, 3, 3, 2, 2))])
+def test_1d_and_3d_training_forward_matches_equations(cls, shape):
+    layer = cls(3, r_max=1.5, d_max=0.5, dtype=torch.float64)
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor([3.0, 0.5, -20.0]))    # d clipped on 0 and 2
+        layer.running_var.copy_(torch.tensor([0.1, 4.0, 40.0]))      # r clipped on 0 and 2
+        layer.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+        layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    mu, var = layer.running_mean.clone(), layer.running_var.clone()
+    x = _x(shape)
+    y = layer(x)
+    y_ref, r_ref, d_ref = _direct(x, mu, var, layer.weight, layer.bias, 1.5, 0.5)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(layer.last_r, r_ref.detach())
+    torch.testing.assert_close(layer.last_d, d_ref.detach())
+    assert layer.last_r[0] == 1.5 and layer.last_r[2] == 1 / 1.5
+    assert layer.last_d[0] == -0.5 and layer.last_d[2] == 0.5

@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import time  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -34,12 +36,29 @@ def test_native_and_gnlib_save_the_same_amount():
     assert native.total == ours.total
 
 
-def test_time_fwd_bwd_interleaves_all_implementations():
-    times = bench.time_fwd_bwd(bench.IMPLEMENTATIONS, SHAPE, G, repeats=3, warmup=1)
-    assert set(times) == set(bench.IMPLEMENTATIONS)
-    assert all(len(ts) == 3 and min(ts) > 0 for ts in times.values())
-    medians = bench.median_times(times)
-    assert medians["gnlib"] == sorted(times["gnlib"])[1]
+def _recording(name, calls, pause=0.0):
+    """A GN implementation that logs its name on every call (and sleeps ``pause`` s)."""
+    def fn(x, groups, w, b):
+        calls.append(name)
+        time.sleep(pause)
+        return torch.nn.functional.group_norm(x, groups, w, b)
+    return fn
+
+
+def test_time_fwd_bwd_interleaves_the_repeats_in_rotating_order():
+    calls: list[str] = []
+    fns = {"A": _recording("A", calls), "B": _recording("B", calls),
+           "C": _recording("C", calls, pause=0.01)}
+    times = bench.time_fwd_bwd(fns, SHAPE, G, repeats=3, warmup=2)
+    warmup, rounds = calls[:6], calls[6:]
+    assert warmup == list("AABBCC")
+    assert rounds == list("ABC" "BCA" "CAB")       # every round runs each once, order rotated
+    assert set(times) == set(fns) and all(len(ts) == 3 for ts in times.values())
+    assert min(times["C"]) >= 0.01                 # each time is booked to its own function
+
+
+def test_median_times():
+    assert bench.median_times({"a": [3.0, 1.0, 2.0], "b": [4.0, 1.0]}) == {"a": 2.0, "b": 2.5}
 
 
 def test_num_threads_restores_previous_count():

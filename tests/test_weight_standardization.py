@@ -44,12 +44,16 @@ def test_forward_equals_conv2d_with_manually_standardized_weight():
 
 
 def test_grouped_conv_standardizes_over_its_own_fan_in():
-    conv = WSConv2d(4, 6, 3, groups=2, dtype=torch.float64)
-    assert conv.standardized_weight().shape == (6, 2, 3, 3)
-    w_hat = conv.standardized_weight().reshape(6, -1)
-    assert w_hat.mean(1).abs().max() < 1e-12
-    y = conv(torch.randn(1, 4, 5, 5, dtype=torch.float64))
-    assert y.shape == (1, 6, 3, 3)
+    torch.manual_seed(0)
+    conv = WSConv2d(4, 6, 3, groups=2, bias=True, dtype=torch.float64)
+    w = conv.weight.detach()                       # (6, 2, 3, 3): fan-in 2 * 3 * 3 = 18
+    mu = w.mean(dim=(1, 2, 3), keepdim=True)
+    var = w.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    w_hat = (w - mu) / torch.sqrt(var + 1e-5)
+    torch.testing.assert_close(conv.standardized_weight(), w_hat, atol=1e-12, rtol=1e-12)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), F.conv2d(x, w_hat, conv.bias, groups=2),
+                               atol=1e-12, rtol=1e-12)
 
 
 def test_gradients_flow_through_the_standardization():
@@ -69,8 +73,24 @@ def test_gradients_flow_through_the_standardization():
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     # the weight gradient is orthogonal to the per-channel mean direction (WS's projection)
     assert got[1].sum(dim=(1, 2, 3)).abs().max() < 1e-8
-    small = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda w: standardize_weight(w), (small,))
+
+
+def test_weight_gradient_is_the_closed_form_projection():
+    r"""With :math:`\hat w = (w - \mu) r`, :math:`r = (\sigma^2 + \epsilon)^{-1/2}` per output
+    channel and :math:`g = \partial L/\partial \hat w`, the backward autograd derives must be
+    :math:`\partial L/\partial w = r\,(g - \bar g - \hat w\,\overline{g \hat w})`
+    (means over each channel's fan-in): g without its mean and its component along
+    :math:`\hat w`, scaled by r."""
+    g = torch.Generator().manual_seed(0)
+    w = (torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64) * 2 + 0.7).requires_grad_()
+    grad_out = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+    (dw,) = torch.autograd.grad(standardize_weight(w, eps=1e-3), w, grad_out)
+    flat, gf = w.detach().reshape(4, -1), grad_out.reshape(4, -1)
+    mu, var = flat.mean(1, keepdim=True), flat.var(1, unbiased=False, keepdim=True)
+    r = (var + 1e-3).rsqrt()
+    w_hat = (flat - mu) * r
+    want = r * (gf - gf.mean(1, keepdim=True) - w_hat * (gf * w_hat).mean(1, keepdim=True))
+    torch.testing.assert_close(dw, want.reshape(w.shape), atol=1e-12, rtol=1e-12)
 
 
 def test_convert_to_ws_keeps_parameters_and_replaces_every_conv2d():
