@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from .style import NORM_COLORS, NORM_LABELS, label_axes
@@ -113,6 +112,8 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
              "test": "test error (eval mode)"}
     for ax, split in zip(axes, ("train", "test")):
         d = df[df["split"] == split].assign(norm=lambda t: t["norm"].map(NORM_LABELS))
+        import seaborn as sns   # imported where used: `import gnlib.widgets` stays light
+
         sns.lineplot(data=d, x="epoch", y="error", hue="norm", errorbar="sd", ax=ax,
                      hue_order=[NORM_LABELS[n] for n in hue_order],
                      palette={NORM_LABELS[n]: NORM_COLORS[n] for n in hue_order}, marker="o")
@@ -261,6 +262,8 @@ def plot_bn_drift(records: list[dict]) -> Figure:
         raise FileNotFoundError("no BN runs with running-statistics history in these records")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     hue = [c for c in order if c in set(d["condition"])]
+    import seaborn as sns
+
     pal = dict(zip(hue, sns.color_palette("colorblind", len(hue))))
     for ax, col, ylabel, ref in ((axes[0], "var_ratio", "running var / var of eval-mode input", 1.0),
                                  (axes[1], "mean_gap", "|running - input mean| / input std", 0.0)):
