@@ -19,20 +19,22 @@ Initialisation as in the GN paper: He (Kaiming) normal for convolutions (fan-out
 last norm of each residual block, whose :math:`\gamma = 0` (each block starts as the identity).
 
 The default set-up of the course (:data:`DEFAULT_ARCH`: ``widths=(64, 128)``,
-``blocks=(1, 1)``, ``stem_stride=2``) runs at 14x14 then 7x7:
+``blocks=(1, 1)``, ``stem_stride=2``, ``strides=(2, 2)``) runs at 7x7 then 4x4 after a
+14x14 stem:
 
 ====================  ====================  =====================
 layer                 output (C x H x W)    GN with G=32: C/G
 ====================  ====================  =====================
 stem (stride 2)       64 x 14 x 14          2
-block 1 (2 convs)     64 x 14 x 14          2, 2
-block 2 (stride 2)    128 x 7 x 7           4, 4, shortcut 4
+block 1 (stride 2)    64 x 7 x 7            2, 2, shortcut 2
+block 2 (stride 2)    128 x 4 x 4           4, 4, shortcut 4
 ====================  ====================  =====================
 
 so GN with G=32 keeps >= 2 channels per group in every layer (it never silently becomes IN).
-It has 0.30 M parameters and 16.7 M multiply-accumulates (MACs) per 28x28 image forward
-(:func:`count_macs`; fwd + bwd is about 3x that). Widths and groups are configurable;
-``channels_per_group`` fixes ``C/G`` instead of ``G`` (the paper's Table 3, second row).
+It has 0.31 M parameters, 7 norm layers and 7.6 M multiply-accumulates (MACs) per 28x28
+image forward (:func:`count_macs`; fwd + bwd is about 3x that). Widths and groups are
+configurable; ``channels_per_group`` fixes ``C/G`` instead of ``G`` (the paper's Table 3,
+second row).
 """
 from __future__ import annotations
 
