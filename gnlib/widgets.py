@@ -13,6 +13,7 @@ Nothing is computed here: the drawing is :mod:`gnlib.plots.cubes`, the numbers a
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,10 +27,14 @@ from .plots.cubes import (
     cube_legend_handles,
     draw_cube,
     draw_membership,
+    follow_view,
+    sets_figure,
 )
+from .plots.theory import plot_eps_on_group, x_hat_with_eps
 from .sets import SET_KINDS, StatisticsCheck, example_feature_map, statistics_check
 
-__all__ = ["SetsExplorer", "explorer_controls", "figure_png", "figure_slider", "sets_explorer"]
+__all__ = ["SetsExplorer", "eps_explorer", "eps_readout", "explorer_controls", "figure_png",
+           "figure_slider", "rotatable_figure", "rotatable_sets", "sets_explorer"]
 
 KIND_OPTIONS = [("BN", "bn"), ("LN", "ln"), ("IN", "in"), ("GN", "gn")]
 
@@ -269,17 +274,20 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
 
 def figure_slider(
     draw: Callable[[Any], Figure], options: Sequence[Any], value: Any, description: str,
-    control: str = "slider",
+    control: str = "slider", text: Callable[[Any], str] | None = None,
 ) -> Any:
     """A ``SelectionSlider`` (or, with ``control="dropdown"``, a ``Dropdown`` for long
-    labels) over ``options`` above an image of ``draw(option)``.
+    labels) over ``options`` above an image of ``draw(option)`` and, if given, the HTML
+    ``text(option)`` (e.g. the numbers the figure shows).
 
-    The figure is redrawn when the slider is released (``continuous_update=False``) and shown
-    as a PNG ``Image`` widget, which renders the same with or without a live frontend.
+    ``options`` may be ``(label, value)`` pairs. The figure is redrawn when the slider is
+    released (``continuous_update=False``) and shown as a PNG ``Image`` widget, which renders
+    the same with or without a live frontend.
     """
     import ipywidgets as widgets
 
     image = widgets.Image(value=figure_png(draw(value)), format="png")
+    numbers = widgets.HTML(value=text(value)) if text is not None else None
     if control == "dropdown":
         slider = widgets.Dropdown(options=list(options), value=value, description=description,
                                   layout=widgets.Layout(width="max-content"))
@@ -288,6 +296,83 @@ def figure_slider(
                                          description=description, continuous_update=False)
     else:
         raise ValueError(f"control must be 'slider' or 'dropdown', got {control!r}")
-    slider.observe(lambda change: setattr(image, "value", figure_png(draw(change["new"]))),
-                   names="value")
-    return widgets.VBox([slider, image])
+
+    def redraw(change: dict[str, Any]) -> None:
+        image.value = figure_png(draw(change["new"]))
+        if numbers is not None:
+            numbers.value = text(change["new"])
+
+    slider.observe(redraw, names="value")
+    return widgets.VBox([slider, image] + ([numbers] if numbers is not None else []))
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 01: an eps slider that renormalizes a near-constant set
+# --------------------------------------------------------------------------------------
+def eps_readout(values: Sequence[float], eps: float) -> str:
+    """The x_hat of ``values`` at ``eps`` and at eps = 0, as preformatted HTML."""
+    def row(e: float) -> str:
+        x_hat = x_hat_with_eps(values, e)
+        return " ".join(f"{v:+.3f}" for v in x_hat) + f"   (std {x_hat.std():.3f})"
+    return (f"<pre style='font-size: 12px'>x_hat at eps = {eps:.0e}: {row(eps)}\n"
+            f"x_hat at eps = 0:     {row(0.0)}</pre>")
+
+
+def eps_explorer(values: Sequence[float], eps: float = 1e-5,
+                 exponents: Sequence[int] = tuple(range(-8, 1))) -> Any:
+    """A slider over eps = 10^e (``exponents``) that recomputes x_hat of the set ``values``:
+    :func:`~gnlib.plots.theory.plot_eps_on_group` and :func:`eps_readout`."""
+    options = [(f"1e{e:+03d}", 10.0 ** e) for e in exponents]
+    value = min((v for _, v in options), key=lambda v: abs(math.log10(v / eps)))
+    return figure_slider(lambda e: plot_eps_on_group(values, e), options, value, "ε (eps)",
+                         text=lambda e: eps_readout(values, e))
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 02: a figure that turns with the mouse (ipympl)
+# --------------------------------------------------------------------------------------
+def rotatable_figure(fig: Figure) -> Any:
+    """``fig`` on its own ipympl canvas: a widget whose 3D axes turn with the mouse (in
+    JupyterLab with a live kernel; without a frontend it shows a static PNG).
+
+    Only this figure gets the interactive canvas: importing ipympl switches pyplot's backend,
+    so the notebook's backend (``inline``) is restored and later figures stay static.
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend = matplotlib.rcParams._get("backend")  # without triggering backend resolution
+    from ipympl.backend_nbagg import Canvas, FigureManager
+
+    if matplotlib.rcParams._get("backend") != backend:
+        plt.switch_backend(backend)
+    canvas = Canvas(fig)
+    FigureManager(canvas, 0)  # the toolbar, and canvas.manager for ipympl's callbacks
+    canvas.header_visible = canvas.footer_visible = canvas.resizable = False
+    canvas.toolbar_position = "right"
+    return canvas
+
+
+def rotatable_sets(**kwargs: Any) -> Any:
+    """The S_i cubes of :func:`~gnlib.plots.cubes.sets_figure` (keyword arguments go there)
+    on an ipympl canvas: dragging one cube turns all four, their unit grids follow the view.
+
+    Returned inside a ``VBox``: displaying the bare canvas would also store a PNG copy in the
+    notebook (``_data_url``), three copies of the figure in all."""
+    import ipywidgets as widgets
+
+    fig = sets_figure(fig=Figure(figsize=(11.0, 4.0), dpi=80), **kwargs)
+    first, *others = fig.axes
+    for ax in others:
+        ax.shareview(first)
+    canvas = rotatable_figure(fig)
+
+    def regrid(event: Any) -> None:
+        for ax in fig.axes:
+            follow_view(ax)
+        canvas.draw_idle()
+
+    canvas.mpl_connect("button_release_event", regrid)
+    box = widgets.VBox([canvas])
+    box.canvas = canvas
+    return box

@@ -22,6 +22,7 @@ from gnlib.plots.cubes import (  # noqa: E402
     cube_palette,
     draw_cube,
     draw_membership,
+    follow_view,
     group_membership_figure,
     paint_boxes,
     sets_figure,
@@ -149,3 +150,34 @@ def test_example_feature_map_is_seeded_and_differs_between_norms() -> None:
     big = example_feature_map(8, 16, 6, seed=0)
     assert torch.equal(big[:4, :8], a), "a smaller map is a corner of the largest one"
     assert not torch.equal(example_feature_map(4, 8, 6, seed=1), a)
+
+
+def _lines_in_plane_x(segments: np.ndarray, x: float) -> int:
+    return int(((segments[:, 0, 0] == x) & (segments[:, 1, 0] == x)).sum())
+
+
+def test_follow_view_moves_the_grids_to_the_faces_facing_the_camera() -> None:
+    from gnlib.plots.cubes import _box_grid
+
+    fig = Figure()
+    ax = fig.add_subplot(projection="3d")
+    draw_cube(ax, "gn", SHAPE, (1, 2, 3), 2)
+    grids = [c for c in ax.collections if getattr(c, "gnlib_box", None)]
+    assert [g.gnlib_box for g in grids] == [((0, 0, 0), SHAPE), ((1, 0, 0), (2, 4, 6))]
+    before = [np.asarray(g._segments3d, dtype=float) for g in grids]
+    ax.view_init(30, 120)  # the camera now looks at the N = 0 face, not the N = 4 one
+    follow_view(ax)
+    for grid, old in zip(grids, before):
+        new = np.asarray(grid._segments3d, dtype=float)
+        np.testing.assert_array_equal(new, np.asarray(_box_grid(*grid.gnlib_box, (30, 120)),
+                                                      dtype=float))
+        assert not np.array_equal(new, old)
+        (lo, _, _), (hi, _, _) = grid.gnlib_box  # the grid moved from the face N = hi to N = lo
+        assert _lines_in_plane_x(new, lo) > _lines_in_plane_x(old, lo)
+        assert _lines_in_plane_x(new, hi) < _lines_in_plane_x(old, hi)
+
+
+
+def test_sets_figure_of_two_cubes_is_wide_enough_for_its_title() -> None:
+    assert sets_figure(kinds=("bn", "gn")).get_figwidth() == 8.8
+    assert sets_figure().get_figwidth() == pytest.approx(13.6)

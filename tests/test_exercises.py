@@ -230,3 +230,13 @@ def test_checker_reports_are_deterministic():
 def test_gnlib_group_norm_passes_forward_checker():
     from gnlib import group_norm
     assert exercises.check_forward(lambda x, G, w, b, eps: group_norm(x, G, w, b, eps)).passed
+
+
+# ---- the package keeps the old module's names ------------------------------------------
+def test_package_keeps_every_public_name_of_the_old_module():
+    for name in ("CASES", "Case", "CheckResult", "NOT_IMPLEMENTED", "check_backward",
+                 "check_forward", "with_backward"):
+        assert hasattr(exercises, name), name
+    assert set(exercises.__all__) <= set(dir(exercises))
+    from gnlib.exercises import implementing
+    assert exercises.check_forward is implementing.check_forward

@@ -166,3 +166,129 @@ def test_figure_slider_as_dropdown_for_long_labels() -> None:
     assert image.value != before
     with pytest.raises(ValueError, match="control"):
         figure_slider(draw, ["a"], "a", "x", control="knob")
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 01: the eps slider
+# --------------------------------------------------------------------------------------
+GROUP = [3.012, 2.991, 3.004, 2.983, 3.019, 2.995]
+
+
+def _gnlib_x_hat(eps: float) -> np.ndarray:
+    import torch
+
+    from gnlib import group_norm
+    x = torch.tensor(GROUP, dtype=torch.float64).view(1, 1, -1)
+    return group_norm(x, 1, eps=eps).flatten().numpy()
+
+
+def test_x_hat_with_eps_is_gnlibs_and_eps_shrinks_it() -> None:
+    from gnlib.plots.theory import x_hat_with_eps
+
+    var = np.var(GROUP)
+    for eps in (0.0, 1e-5, 1e-3):
+        np.testing.assert_allclose(x_hat_with_eps(GROUP, eps), _gnlib_x_hat(eps), rtol=1e-10)
+        assert x_hat_with_eps(GROUP, eps).std() == pytest.approx(np.sqrt(var / (var + eps)))
+
+
+def test_eps_figure_marks_the_current_eps() -> None:
+    import matplotlib.pyplot as plt
+
+    from gnlib.plots.theory import plot_eps_on_group
+
+    fig = plot_eps_on_group(GROUP, 1e-3)
+    left, right = fig.axes
+    heights = [p.get_height() for p in left.patches]
+    np.testing.assert_allclose(heights[len(GROUP):], _gnlib_x_hat(1e-3))  # eps bars
+    np.testing.assert_allclose(heights[:len(GROUP)], _gnlib_x_hat(0.0), rtol=1e-9)
+    marker = right.lines[-1]
+    assert marker.get_xdata()[0] == 1e-3
+    assert marker.get_ydata()[0] == pytest.approx(np.std(_gnlib_x_hat(1e-3)))
+    assert all(ax.get_xlabel() and ax.get_ylabel() and ax.get_title() for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_eps_slider_recomputes_the_numbers_and_the_figure() -> None:
+    from gnlib.widgets import eps_explorer
+
+    box = eps_explorer(GROUP, eps=1e-5)
+    slider, image, numbers = box.children
+    labels = [label for label, _ in slider.options]
+    assert slider.label == "1e-05" and labels[0] == "1e-08" and labels[-1] == "1e+00"
+    first = f"{_gnlib_x_hat(1e-5)[0]:+.3f}"
+    assert f"x_hat at eps = 1e-05: {first}" in numbers.value
+    before_png, before_text = image.value, numbers.value
+    slider.value = 1e-3
+    assert image.value != before_png and image.value[:4] == b"\x89PNG"
+    assert numbers.value != before_text
+    assert f"x_hat at eps = 1e-03: {_gnlib_x_hat(1e-3)[0]:+.3f}" in numbers.value
+    assert f"x_hat at eps = 0:     {_gnlib_x_hat(0.0)[0]:+.3f}" in numbers.value
+
+
+def test_figure_slider_text_follows_the_option() -> None:
+    from matplotlib.figure import Figure
+
+    from gnlib.widgets import figure_slider
+
+    def draw(k: int) -> Figure:
+        fig = Figure(figsize=(2, 2))
+        fig.add_subplot().plot([0, 1], [0, k])
+        return fig
+
+    box = figure_slider(draw, [("one", 1), ("two", 2)], 1, "k", text=lambda k: f"<b>{k}</b>")
+    slider, _, numbers = box.children
+    assert numbers.value == "<b>1</b>"
+    slider.value = 2
+    assert numbers.value == "<b>2</b>" and slider.label == "two"
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 02: cubes that turn with the mouse (ipympl)
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rotatable():
+    from gnlib.widgets import rotatable_sets
+
+    backend = matplotlib.get_backend()
+    box = rotatable_sets(shape=(4, 8, 6), index=(1, 2, 3), groups=2)
+    assert matplotlib.get_backend() == backend, "ipympl must not switch pyplot's backend"
+    return box
+
+
+def _mouse(canvas, name: str, xy) -> None:
+    from matplotlib.backend_bases import MouseButton, MouseEvent
+
+    canvas.callbacks.process(name, MouseEvent(name, canvas, *xy, button=MouseButton.LEFT))
+
+
+def test_rotatable_sets_is_an_ipympl_canvas_of_four_shared_cubes(rotatable) -> None:
+    from ipympl.backend_nbagg import Canvas
+
+    canvas = rotatable.canvas
+    assert isinstance(canvas, Canvas) and rotatable.children == (canvas,)
+    assert len(canvas.figure.axes) == 4
+    assert [ax.get_title().split("\n")[0] for ax in canvas.figure.axes][0] == "Batch Norm"
+    assert not canvas.header_visible and canvas.manager is not None
+
+
+def test_dragging_one_cube_turns_all_and_the_grid_follows(rotatable) -> None:
+    from gnlib.plots.cubes import _box_grid
+
+    canvas = rotatable.canvas
+    fig = canvas.figure
+    canvas.draw()  # axes positions as displayed
+    first = fig.axes[0]
+    grid = next(c for c in first.collections if getattr(c, "gnlib_box", None))
+    before_view = (first.elev, first.azim)
+    before_grid = [np.asarray(s).copy() for s in grid._segments3d]
+    x0, y0 = first.bbox.x0 + first.bbox.width / 2, first.bbox.y0 + first.bbox.height / 2
+    _mouse(canvas, "button_press_event", (x0, y0))
+    for dx in (20, 60, 120):
+        _mouse(canvas, "motion_notify_event", (x0 + dx, y0 + dx / 3))
+    _mouse(canvas, "button_release_event", (x0 + 120, y0 + 40))
+    assert (first.elev, first.azim) != before_view
+    assert all((ax.elev, ax.azim) == (first.elev, first.azim) for ax in fig.axes)
+    after_grid = [np.asarray(s) for s in grid._segments3d]
+    expected = _box_grid(*grid.gnlib_box, (first.elev, first.azim))
+    np.testing.assert_allclose(np.asarray(after_grid), np.asarray(expected))
+    assert not np.array_equal(np.asarray(after_grid), np.asarray(before_grid))

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, to_rgba
@@ -26,7 +25,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from mpl_toolkits.mplot3d import Axes3D
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
-from torch import Tensor
 
 from ..norms import valid_groups
 from ..sets import SET_DEFINITIONS, SET_KINDS, normalization_set, set_ids
@@ -45,6 +43,7 @@ __all__ = [
     "cube_title",
     "draw_cube",
     "draw_membership",
+    "follow_view",
     "group_membership_figure",
     "paint_boxes",
     "sets_figure",
@@ -147,6 +146,15 @@ def _set_ticks(ax: Axes3D, shape: Sequence[int]) -> None:
         axis.set_ticks(ticks + 0.5, [str(t) for t in ticks])
 
 
+def follow_view(ax: Axes3D) -> None:
+    """Move the unit grids of a cube drawn by :func:`draw_cube` to the faces that face the
+    camera at the axes' current view (after it was turned with the mouse)."""
+    for artist in ax.collections:
+        box = getattr(artist, "gnlib_box", None)
+        if box is not None:
+            artist.set_segments(_box_grid(*box, (ax.elev, ax.azim)))
+
+
 def clear_artists(ax: Axes) -> None:
     """Remove what the draw functions added, keeping the axes (re-creating 3D axes and their
     ticks costs more than drawing the cube)."""
@@ -187,12 +195,12 @@ def draw_cube(
         x, y, zz = np.meshgrid(*zip(lo, hi), indexing="ij")  # 2 corners per axis: one voxel
         ax.voxels(x, y, zz, np.ones((1, 1, 1), bool), facecolors=palette[label],
                   edgecolor=edges[label], linewidth=0.8, zorder=2 * z + 1)
-    lo, hi = boxes[1][1], boxes[1][2]
-    ax.add_collection3d(Line3DCollection(_box_grid((0, 0, 0), shape, view), zorder=2,
-                                         colors=[(0, 0, 0, 0.16)], linewidths=0.4))
-    ax.add_collection3d(Line3DCollection(_box_grid(lo, hi, view), zorder=4,
-                                         colors=[to_rgba(NORM_COLORS[kind], 0.7)],
-                                         linewidths=0.5))
+    for (lo, hi), color, z in ((((0, 0, 0), shape), (0, 0, 0, 0.16), 2),
+                               (boxes[1][1:], to_rgba(NORM_COLORS[kind], 0.7), 4)):
+        grid = Line3DCollection(_box_grid(lo, hi, view), zorder=z, colors=[color],
+                                linewidths=0.4 if z == 2 else 0.5)
+        grid.gnlib_box = (lo, hi)  # for follow_view
+        ax.add_collection3d(grid)
     ax.set_xlim(0, shape[0])
     ax.set_ylim(0, shape[1])
     ax.set_zlim(0, shape[2])
@@ -236,7 +244,7 @@ def sets_figure(
     fig: Figure | None = None,
 ) -> Figure:
     """The paper's Figure 2: one cube per norm for the same pixel ``index``."""
-    fig = fig if fig is not None else Figure(figsize=(3.4 * len(kinds), 4.6))
+    fig = fig if fig is not None else Figure(figsize=(max(3.4 * len(kinds), 8.8), 4.6))
     for k, kind in enumerate(kinds):
         ax = fig.add_subplot(1, len(kinds), k + 1, projection="3d")
         draw_cube(ax, kind, shape, index, groups if kind == "gn" else None)

@@ -38,10 +38,14 @@ class SliderCase:
     notebook: str             # path under the repo
     label: str                # regex matched against the slider's description
     required: bool            # missing notebook: fail in CI (else skip) / always skip
+    numbers: bool = False     # the widget also shows computed numbers that must change
 
 
 CASES = [
-    SliderCase("02-G-slider", "notebooks/02_normalization_sets_3d.ipynb", r"^\s*G\b", True),
+    SliderCase("01-eps-slider", "notebooks/01_normalization_theory.ipynb", r"eps|ε", True,
+               numbers=True),
+    SliderCase("02-G-slider", "notebooks/02_normalization_sets_3d.ipynb", r"^\s*G\b", True,
+               numbers=True),
     SliderCase("05-batch-size-slider", "notebooks/05_batch_size_plot.ipynb",
                r"batch|^\s*B\b|^\s*N\b", False),
     SliderCase("06-G-slider", "notebooks/06_group_ablation.ipynb", r"^\s*G\b", False),
@@ -112,6 +116,12 @@ for (const el of document.querySelectorAll('.jp-OutputArea, .widget-output')) {
   if ((el.textContent || '').includes('Error displaying widget')) found.push('Error displaying widget');
 }
 return found;
+"""
+
+JS_NUMBERS = """
+// The text of the HTML widgets (computed numbers) in the slider's cell.
+const cell = arguments[0].closest('.jp-Cell') || document;
+return Array.from(cell.querySelectorAll('.jp-OutputArea .widget-html')).map(e => e.textContent).join('\\n');
 """
 
 JS_SLIDERS = """
@@ -312,7 +322,12 @@ def kernel_env(server) -> dict[str, str] | None:
 
 
 # ---- the test ---------------------------------------------------------------------------
-def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -> None:
+def numbers_text(driver, element) -> str:
+    return driver.execute_script(JS_NUMBERS, element)
+
+
+def check_slider_redraws(driver, server, rel_path: str, label: str, name: str,
+                         numbers: bool = False) -> None:
     t0 = time.monotonic()
     open_notebook(driver, server, rel_path)
     state = run_all_cells(driver, rel_path)
@@ -326,6 +341,8 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
     before_value = readout(slider_el)
     before = wait_for(lambda: figure_digest(driver, slider_el), 60,
                       "the widget's figure to render")
+    before_numbers = numbers_text(driver, slider_el)
+    assert not numbers or before_numbers.strip(), "the widget shows no numbers"
     shots = screenshot(driver, slider_el, f"{name}-before")
     t_ready = time.monotonic()
 
@@ -355,6 +372,9 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str) -
     shots += screenshot(driver, slider_el, f"{name}-after")
     assert settled != before, "the figure went back to the old one"
     assert readout(slider_el) == after_value, "the slider's value jumped back"
+    if numbers:
+        assert numbers_text(driver, slider_el) != before_numbers, \
+            f"the numbers did not change after moving the slider to {after_value}"
 
     errors = error_outputs(notebook_state(driver, rel_path))
     assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
@@ -435,4 +455,90 @@ def test_slider_redraws_figure(case, lab, browser):
     if not notebook_mentions_slider(src):
         pytest.skip(f"{case.notebook} has no ipywidgets slider yet")
     copy_notebook(src, lab.root / case.notebook)
-    check_slider_redraws(browser, lab, case.notebook, case.label, case.id)
+    check_slider_redraws(browser, lab, case.notebook, case.label, case.id, case.numbers)
+
+
+# ---- notebook 02: the cubes turn with the mouse (ipympl canvas) -----------------------------
+ROTATABLE_NOTEBOOK = "notebooks/02_normalization_sets_3d.ipynb"
+
+JS_MPL_CANVAS = """
+// The ipympl figure's canvases: [top canvas (gets the mouse), count of drawn pixels].
+const fig = document.querySelector('.jp-OutputArea .jupyter-matplotlib-figure');
+if (!fig) return null;
+const canvases = Array.from(fig.querySelectorAll('canvas'));
+if (!canvases.length) return null;
+let ink = 0;
+for (const c of canvases) {
+  if (!c.width || !c.height) continue;
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let k = 3; k < data.length; k += 4 * 97) { if (data[k] > 0) ink++; }
+}
+return [canvases[canvases.length - 1], ink];
+"""
+
+
+def drag_on(driver, element, offset_x: float, distance: tuple[float, float]) -> None:
+    """Press at ``offset_x`` pixels right of the element's centre, move by ``distance`` in
+    small steps, release: a mouse drag on the figure."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    steps = 8
+    chain = ActionChains(driver, duration=50).move_to_element_with_offset(
+        element, int(offset_x), 0).click_and_hold()
+    for _ in range(steps):
+        chain.move_by_offset(round(distance[0] / steps), round(distance[1] / steps)).pause(0.1)
+    chain.release().perform()
+
+
+def test_cubes_turn_with_the_mouse(lab, browser):
+    """Notebook 02's ipympl canvas: a mouse drag on a cube re-renders the figure (the view
+    turned in the kernel), without errors; the static figures of the notebook stay images."""
+    src = REPO / ROTATABLE_NOTEBOOK
+    if not src.is_file():
+        if in_ci():
+            pytest.fail(f"CI=true but {ROTATABLE_NOTEBOOK} does not exist", pytrace=False)
+        pytest.skip(f"{ROTATABLE_NOTEBOOK} does not exist yet")
+    copy_notebook(src, lab.root / ROTATABLE_NOTEBOOK)
+    driver, t0 = browser, time.monotonic()
+    open_notebook(driver, lab, ROTATABLE_NOTEBOOK)
+    state = run_all_cells(driver, ROTATABLE_NOTEBOOK)
+    errors = error_outputs(state)
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    top, _ = wait_for(lambda: (lambda r: r if r and r[1] > 0 else None)(
+        driver.execute_script(JS_MPL_CANVAS)), 90, "the ipympl canvas to draw the cubes")
+    before = wait_for(lambda: figure_digest(driver, top), 30, "the canvas pixels")
+    shots = screenshot(driver, top, "02-rotate-before")
+    width = top.rect["width"]
+    drag_on(driver, top, -0.14 * width, (140, 50))   # on the second cube (LN), to the right
+
+    def turned():
+        fail_on_page_tracebacks(driver, "after dragging the cubes")
+        digest = figure_digest(driver, top)
+        return digest if digest and digest != before else None
+    wait_for(turned, REDRAW_TIMEOUT, "the cubes to turn after the drag")
+    last = [None]
+
+    def settled():
+        idle = notebook_state(driver, ROTATABLE_NOTEBOOK)["kernel"] == "idle"
+        digest = figure_digest(driver, top)
+        stable = idle and digest is not None and digest == last[0]
+        last[0] = digest
+        return digest if stable else None
+    after = wait_for(settled, REDRAW_TIMEOUT, "the turned figure to settle", interval=1.5)
+    shots += screenshot(driver, top, "02-rotate-after")
+    assert after != before, "the figure went back to the old view"
+    errors = error_outputs(notebook_state(driver, ROTATABLE_NOTEBOOK))
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    fail_on_page_tracebacks(driver, "after the drag")
+    click_menu(driver, "View", "Show Log Console")
+    log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
+                        30, "the log console")[0].text
+    assert "Traceback" not in log_text, f"a canvas callback failed:\n{log_text[-2000:]}"
+    js_errors = severe_console_errors(driver)
+    assert not js_errors, "JavaScript errors in the browser console:\n" + "\n".join(js_errors)
+    figures = driver.execute_script(
+        "return document.querySelectorAll('.jp-OutputArea .jupyter-matplotlib-figure').length;")
+    assert figures == 1, f"{figures} ipympl canvases: later figures must stay static images"
+    print(f"02-rotate: drag turned the cubes; notebook + drag checked in "
+          f"{time.monotonic() - t0:.0f} s; screenshots: "
+          f"{', '.join(str(p.relative_to(REPO)) for p in shots)}")
