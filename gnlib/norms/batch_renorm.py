@@ -270,6 +270,21 @@ class BatchRenorm2d(BatchRenorm):
         affine: learn per-channel ``gamma`` (init 1) and ``beta`` (init 0).
 
     ``last_r`` / ``last_d`` hold the (C,) values of r and d of the last training batch.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`; Output: the same shape.
+
+    Examples::
+
+        >>> br = BatchRenorm2d(4, r_max=1.5, d_max=0.5)
+        >>> x = torch.randn(8, 4, 5, 5) * 3 + 1
+        >>> br(x).shape                               # training: Eq. (BR)
+        torch.Size([8, 4, 5, 5])
+        >>> br.last_r, br.last_d                      # sigma_B/sigma ~ 3, mu_B - mu ~ 1: clipped
+        (tensor([1.5000, 1.5000, 1.5000, 1.5000]), tensor([0.5000, 0.5000, 0.5000, 0.5000]))
+        >>> plain = BatchRenorm2d(4)                  # r_max=1, d_max=0: exactly BN
+        >>> torch.allclose(plain(x), torch.nn.BatchNorm2d(4)(x), atol=1e-5)
+        True
     """
 
     _expected_dims = (4,)

@@ -46,6 +46,21 @@ class WSConv2d(nn.Conv2d):
     :func:`standardize_weight` of it, so each output channel's filter has zero mean and
     unit variance. Meant to be followed by GN ("GN+WS", Qiao et al. 2019). Same arguments
     as ``nn.Conv2d`` plus ``eps`` (keyword-only).
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)`; Output: :math:`(N, C_{out}, H_{out}, W_{out})`,
+          as :class:`torch.nn.Conv2d`.
+
+    Examples::
+
+        >>> conv = WSConv2d(3, 8, 3, padding=1)
+        >>> conv(torch.randn(2, 3, 5, 5)).shape
+        torch.Size([2, 8, 5, 5])
+        >>> w_hat = conv.standardized_weight().flatten(1)   # one row per output channel
+        >>> bool(w_hat.mean(1).abs().max() < 1e-6)          # zero mean ...
+        True
+        >>> bool((w_hat.var(1, unbiased=False) - 1).abs().max() < 1e-2)   # ... unit variance
+        True
     """
 
     def __init__(self, *args: Any, eps: float = 1e-5, **kwargs: Any) -> None:
