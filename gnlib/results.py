@@ -51,7 +51,7 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     rec = {_RENAMED.get(k, k): v for k, v in record.items()}
     if "history" in rec:
         rec["history"] = {_RENAMED.get(k, k): v for k, v in rec["history"].items()}
-    if "config" in rec:
+    if "config" in rec and rec.get("experiment") != "distributed":   # training runs only
         cfg = {**LEGACY_CONFIG, **rec["config"]}
         if cfg["batching"] == "iid":
             cfg["batching"] = "shuffled"

@@ -2,7 +2,8 @@
 
 * :func:`fail_at_step`: make one rank of a ``gnlib.distributed`` run die mid-training;
 * :func:`make_batches`, :func:`batch_class_sets`, :data:`SAMPLING_MODES`: one epoch of
-  :mod:`gnlib.sampling` batches by name, and the classes each batch holds.
+  :mod:`gnlib.sampling` batches by name, and the classes each batch holds;
+* :func:`paint_boxes`: the voxel labels that :func:`gnlib.plots.cubes.cube_boxes`' boxes paint.
 """
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ def make_batches(mode: str, labels: Tensor, batch_size: int,
 def batch_class_sets(labels: Tensor, batches: list[Tensor]) -> list[set[int]]:
     """The set of classes in each batch (to check how non-i.i.d. an epoch is)."""
     return [set(labels[idx].tolist()) for idx in batches]
+
+
+def paint_boxes(shape, boxes):
+    """The labels that ``boxes`` paint: the inverse of :func:`gnlib.plots.cubes.cube_boxes`."""
+    import numpy as np
+
+    out = np.zeros(tuple(shape), dtype=np.int8)
+    for label, lo, hi in boxes:
+        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = label
+    return out

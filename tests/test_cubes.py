@@ -24,11 +24,11 @@ from gnlib.plots.cubes import (  # noqa: E402
     draw_membership,
     follow_view,
     group_membership_figure,
-    paint_boxes,
     sets_figure,
     voxel_labels,
 )
 from gnlib.plots.style import NORM_COLORS  # noqa: E402
+from helpers import paint_boxes  # noqa: E402
 from gnlib.sets import example_feature_map, statistics_check  # noqa: E402
 from gnlib.sets import SET_KINDS, normalization_set, set_ids, set_size  # noqa: E402
 

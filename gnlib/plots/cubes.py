@@ -45,7 +45,6 @@ __all__ = [
     "draw_membership",
     "follow_view",
     "group_membership_figure",
-    "paint_boxes",
     "sets_figure",
     "voxel_labels",
 ]
@@ -101,14 +100,6 @@ def cube_boxes(labels: np.ndarray) -> list[Box]:
         boxes.append((label, tuple(int(v) for v in cells.min(0)),
                       tuple(int(v) for v in cells.max(0) + 1)))
     return boxes
-
-
-def paint_boxes(shape: Sequence[int], boxes: Sequence[Box]) -> np.ndarray:
-    """The labels that ``boxes`` paint (inverse of :func:`cube_boxes`, used by the tests)."""
-    out = np.zeros(tuple(shape), dtype=np.int8)
-    for label, lo, hi in boxes:
-        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = label
-    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ NORM_COLORS = {
     "br": "#ff7f0e",
     "gn+ws": "#8c564b",
     "syncbn": "#bcbd22",
-    "gbn": "#17becf",
+    "gbn": "#393b79",
     "none": "#7f7f7f",
 }
 
