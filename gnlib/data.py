@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "get_data",
+    "synthetic_data",
     "CLASSES",
     "DEBIAN_DIR",
     "DataNotFoundError",
@@ -234,6 +236,39 @@ def to_float(images: Tensor, mean: float = MEAN, std: float = STD) -> Tensor:
         raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
     x = images.to(torch.float32).div_(255.0).sub_(mean).div_(std)
     return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+# --------------------------------------------------------------------------------------
+# The data of one training run
+# --------------------------------------------------------------------------------------
+def synthetic_data(n_train: int = 256, n_test: int = 128, seed: int = 0) -> tuple[Tensor, ...]:
+    """Tiny learnable stand-in for Fashion-MNIST (tests): uint8 images, 10 classes."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(10, 28, 28, generator=g)
+    out = []
+    for n in (n_train, n_test):
+        y = torch.randint(0, 10, (n,), generator=g)
+        x = (protos[y] * 0.7 + 0.3 * torch.rand(n, 28, 28, generator=g)) * 255
+        out += [x.to(torch.uint8), y]
+    return tuple(out)
+
+
+def get_data(cfg) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Float tensors ``(xtr, ytr, xte, yte)`` for a run's config (its ``dataset``,
+    ``train_size`` and ``test_size``): a fixed training subset (data seed 0, the same for every
+    seed and norm) and the first ``test_size`` test images."""
+    if cfg.dataset == "synthetic":
+        xtr, ytr, xte, yte = synthetic_data()
+    elif cfg.dataset == "fashion-mnist":
+        xtr, ytr, xte, yte = load_fashion_mnist()
+    else:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}")
+    if cfg.train_size > len(xtr) or cfg.test_size > len(xte):
+        raise ValueError(f"train_size/test_size {cfg.train_size}/{cfg.test_size} exceed "
+                         f"the data ({len(xtr)}/{len(xte)})")
+    idx = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0))[: cfg.train_size]
+    return to_float(xtr[idx]), ytr[idx], to_float(xte[: cfg.test_size]), yte[: cfg.test_size]
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .augment import Augmentation
+from .data import get_data, synthetic_data, to_float
 from .diagnostics import bn_final_report, bn_statistics_gap, evaluate
 from .models import MODEL_NORMS, build_model
 from .norms import RenormSchedule
@@ -151,36 +152,6 @@ def lr_at(lr: float, step: int, total: int, schedule: str) -> float:
     raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
 
 
-def synthetic_data(n_train: int = 256, n_test: int = 128, seed: int = 0) -> tuple[Tensor, ...]:
-    """Tiny learnable stand-in for Fashion-MNIST (tests): uint8 images, 10 classes."""
-    g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(10, 28, 28, generator=g)
-    out = []
-    for n in (n_train, n_test):
-        y = torch.randint(0, 10, (n,), generator=g)
-        x = (protos[y] * 0.7 + 0.3 * torch.rand(n, 28, 28, generator=g)) * 255
-        out += [x.to(torch.uint8), y]
-    return tuple(out)
-
-
-def get_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Float tensors ``(xtr, ytr, xte, yte)`` for ``cfg``: a fixed training subset
-    (the same for every seed and norm) and the first ``test_size`` test images."""
-    from .data import load_fashion_mnist, to_float
-
-    if cfg.dataset == "synthetic":
-        xtr, ytr, xte, yte = synthetic_data()
-    elif cfg.dataset == "fashion-mnist":
-        xtr, ytr, xte, yte = load_fashion_mnist()
-    else:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}")
-    if cfg.train_size > len(xtr) or cfg.test_size > len(xte):
-        raise ValueError(f"train_size/test_size {cfg.train_size}/{cfg.test_size} exceed "
-                         f"the data ({len(xtr)}/{len(xte)})")
-    idx = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0))[: cfg.train_size]
-    return to_float(xtr[idx]), ytr[idx], to_float(xte[: cfg.test_size]), yte[: cfg.test_size]
-
-
 def epoch_batches(cfg: TrainConfig, labels: Tensor, gen: torch.Generator) -> Tensor:
     """One epoch's training batches as a ``(steps, B)`` index tensor.
 
@@ -286,8 +257,6 @@ def train(cfg: TrainConfig | dict, data: tuple[Tensor, ...] | None = None,
     :func:`get_data`). ``progress`` shows a tqdm bar. ``return_model``: return ``(record,
     trained model)``. Deterministic for a given config, commit and thread count."""
     from tqdm.auto import tqdm
-
-    from .data import to_float
 
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
     dev = resolve_device(cfg.device)
