@@ -240,3 +240,177 @@ def test_package_keeps_every_public_name_of_the_old_module():
     assert set(exercises.__all__) <= set(dir(exercises))
     from gnlib.exercises import implementing
     assert exercises.check_forward is implementing.check_forward
+
+
+# ---- Exercise 2a: d x_hat_k / d x_j, and the derivation it unlocks -----------------------
+from gnlib.exercises import implementing  # noqa: E402
+from gnlib.exercises.implementing_mistakes import DXHAT_HINTS, dxhat_variant  # noqa: E402
+
+
+@pytest.fixture
+def fresh_record(monkeypatch):
+    """No exercise passed yet in this 'session' (the record is module state)."""
+    monkeypatch.setattr(implementing, "_SOLVED", set())
+    return implementing._SOLVED
+
+
+def _jac(rule):
+    """A student's answer written from ``rule(delta_kj, x_hat_k, x_hat_j, r, m, D)``."""
+    def d_xhat_d_x(k, j, x_hat, r, m, D):
+        return rule(float(k == j), x_hat[k], x_hat[j], r, m, D)
+    return d_xhat_d_x
+
+
+def _placeholder(k, j, x_hat, r, m, D):
+    return ...
+
+
+DXHAT_MISTAKES = [
+    (_placeholder, "not answered yet (replace the ... with your answer)"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - xk * xj / D)),
+     "the path through mu is missing: mu = (1/m) sum_j x_j, so d mu / d x_j = 1/m"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m)), "the path through sigma is missing"),
+    (_jac(lambda d, xk, xj, r, m, D: r * d), "mu and sigma are treated as constants"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m - xk * xj / m)),
+     "m where D belongs: the path through sigma comes from sigma^2 = (1/D) sum (x - mu)^2"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / D - xk * xj / D)), "D where m belongs"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / D - xk * xj / m)), "m and D are swapped"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (1 - 1 / m - xk * xj / D)),
+     "the Kronecker delta is missing: x_hat_k depends on x_j directly only when k = j"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (-1 / m - xk * xj / D)), "the direct term is missing"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m + xk * xj / D)),
+     "sign error in the path through sigma"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m - 2 * xk * xj / D)), "a factor 2 too many"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m) - r ** 3 * xk * xj / D),
+     "x_hat where x - mu belongs"),
+    (_jac(lambda d, xk, xj, r, m, D: d - 1 / m - xk * xj / D), "the overall factor r is missing"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m - xk * xk / D)),
+     "your matrix is not symmetric in k and j"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (0.5 * d - 1 / m - xk * xj / D)),
+     "the entries with k != j are right, the diagonal (k == j) is not"),
+    (_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m - xk * xj / D) + 0.1 * (1 - d)),
+     "the diagonal (k == j) is right, the entries with k != j are not"),
+    (lambda k, j, x_hat, r, m, D: torch.zeros(m, m),
+     "return one number, d x_hat_k / d x_j for the given k and j; got a tensor of shape (6, 6)"),
+    (lambda k, j, x_hat, r, m, D: x_hat[k + 100], "your function raised IndexError"),
+    (lambda k, j, x_hat, r, m, D: "r", "return one number (a float or a 0-d tensor)"),
+]
+
+
+@pytest.mark.parametrize("fn, feedback", DXHAT_MISTAKES, ids=[str(i) for i in range(len(DXHAT_MISTAKES))])
+def test_d_xhat_d_x_mistake_gets_specific_feedback(fn, feedback, fresh_record, capsys):
+    result = implementing.check_d_xhat_d_x(fn)
+    assert not result.passed
+    assert feedback in result.message
+    assert capsys.readouterr().out.strip() == result.message
+    assert not fresh_record                                   # nothing unlocked
+
+
+@pytest.mark.parametrize("kw, hint", DXHAT_HINTS, ids=[str(i) for i in range(len(DXHAT_HINTS))])
+def test_every_named_jacobian_mistake_is_recognized(kw, hint, fresh_record):
+    def variant(k, j, x_hat, r, m, D):
+        return dxhat_variant(x_hat, r, m, D, **kw)[k, j]
+    assert hint in implementing.check_d_xhat_d_x(variant).message
+
+
+def test_m_for_d_is_caught_on_the_unbiased_set_and_says_where(fresh_record):
+    message = implementing.check_d_xhat_d_x(DXHAT_MISTAKES[4][0]).message
+    assert "for a set of m = 5 values, D = m - 1 = 4 (unbiased variance)" in message
+    assert "entry (k=" in message and "got " in message and "expected " in message
+
+
+def test_model_jacobian_matches_autograd_and_passes(fresh_record):
+    for m, unbiased, eps in implementing.JACOBIAN_CASES:
+        J, x_hat, r, D = implementing._one_set(m, unbiased, eps, seed=0)
+        torch.testing.assert_close(dxhat_variant(x_hat, r, m, D), J)
+        mine = torch.tensor([[float(solutions.d_xhat_d_x(k, j, x_hat, r, m, D)) for j in range(m)]
+                             for k in range(m)], dtype=torch.float64)
+        torch.testing.assert_close(mine, J)
+    assert implementing.check_d_xhat_d_x(solutions.d_xhat_d_x).passed
+    assert fresh_record == {"2a"}
+
+
+def test_derivation_is_locked_until_the_jacobian_passes(fresh_record, capsys):
+    locked = implementing.reveal_backward_derivation()
+    assert not locked and "locked" in locked.message and "try Exercise 2a first" in locked.message
+    assert "(B1)" not in capsys.readouterr().out.replace("(B1)-(B2)", "")
+    implementing.check_d_xhat_d_x(_jac(lambda d, xk, xj, r, m, D: r * (d - 1 / m)))   # wrong
+    assert not implementing.reveal_backward_derivation().passed
+    implementing.check_d_xhat_d_x(solutions.d_xhat_d_x)
+    capsys.readouterr()
+    revealed = implementing.reveal_backward_derivation()
+    assert revealed.passed and "revealed" in revealed.message
+    out = capsys.readouterr().out   # outside IPython, display() prints the Markdown object
+    assert "Markdown" in out or "(B1)" in out
+
+
+def test_derivation_text_derives_the_checked_jacobian():
+    text = solutions.BACKWARD_DERIVATION
+    for piece in (r"\delta_{kj} - \dfrac1m - \dfrac{\hat x_k\,\hat x_j}{D}", "(B1)", "(B2)",
+                  r"\dfrac{\partial \mu}{\partial x_j} = \dfrac1m", "Biased vs unbiased"):
+        assert piece in text, piece
+
+
+def test_backward_checker_is_exercise_2b():
+    assert exercises.check_backward(lambda *a: None).message.startswith("Exercise 2b (backward)")
+
+
+# ---- predict, then reveal: the memory kept for backward -------------------------------
+@pytest.fixture(scope="module")
+def memory():
+    from gnlib import bench
+    return {name: bench.saved_memory(fn, implementing.MEMORY_SHAPE, implementing.MEMORY_GROUPS)
+            for name, fn in bench.IMPLEMENTATIONS.items()}
+
+
+X_KIB = 2 * 64 * 28 * 28 * 4 / 1024
+
+
+@pytest.mark.parametrize("prediction, passed, feedback", [
+    (None, False, "no prediction recorded yet"),
+    ({"reference": ..., "gnlib": ...}, False, "no prediction recorded yet"),
+    ({"reference": 1000}, False, "predict both: still missing ['gnlib']"),
+    ({"reference": "3x", "gnlib": 1}, False, "predict numbers (KiB)"),
+    (1000, False, 'predict a dict {"reference": KiB, "gnlib": KiB}'),
+    ({"reference": 3 * X_KIB, "gnlib": X_KIB}, True, "RIGHT"),
+    ({"reference": X_KIB, "gnlib": X_KIB}, False, "reference: you predicted 392.0 KiB; measured 1,176.5 KiB"),
+    ({"reference": 3 * X_KIB, "gnlib": 0.5}, False, "the statistics alone are not enough"),
+    ({"reference": 3 * X_KIB * 1024, "gnlib": X_KIB}, False, "that is the number of bytes"),
+])
+def test_saved_memory_reveal(prediction, passed, feedback, memory, capsys):
+    result = implementing.reveal_saved_memory(prediction, memory)
+    assert result.passed is passed
+    assert feedback in result.message
+    assert capsys.readouterr().out.strip() == result.message
+
+
+def test_saved_memory_reveal_states_what_is_measured(memory):
+    message = implementing.reveal_saved_memory({"reference": 1, "gnlib": 1}, memory).message
+    assert "NOT QUITE (revealed)" in message
+    assert "reference: you predicted 1.0 KiB; measured 1,176.5 KiB = 3.00 x the input's 392.0 KiB" in message
+    assert "tensors of x's size kept: 3, x itself among them: no" in message
+    assert "tensors of x's size kept: 1, x itself among them: yes" in message
+
+
+def test_reference_keeps_no_x_but_three_x_sized_tensors(memory):
+    """What the reveal's 'Why' text says about the reference and gnlib, measured."""
+    ref, ours = memory["reference"], memory["gnlib"]
+    numel = 2 * 64 * 28 * 28
+    assert ref.total - ref.new == 64 * 4                     # of the arguments, only weight
+    assert sum(torch.Size(s).numel() == numel for s in ref.shapes) == 3
+    assert ours.total - ours.new == numel * 4 + 64 * 4       # x itself and weight
+    assert ours.new == 2 * 2 * 32 * 4                        # mean and rstd, (N, G) float32
+
+
+def test_saved_by_layer_sorts_what_conv_gn_relu_keep():
+    from gnlib import GroupNorm
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    block = [("conv", torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)), ("gn", GroupNorm(4, 8)),
+             ("relu", torch.nn.ReLU())]
+    conv, gn, relu = implementing.saved_by_layer(block, x)
+    act = x.numel() * 4
+    assert (conv.input, conv.output, conv.parameters, conv.other) == (act, 0, 8 * 8 * 9 * 4, 0)
+    assert (gn.input, gn.output, gn.parameters, gn.other) == (act, 0, 8 * 4, 2 * 2 * 4 * 4)
+    assert (relu.input, relu.output, relu.parameters, relu.other) == (0, act, 0, 0)
+    table = implementing.format_saved_by_layer([conv, gn, relu])
+    assert table.splitlines()[1].split() == ["conv", "1.6", "0.0", "2.2", "0.0"]

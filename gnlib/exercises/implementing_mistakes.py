@@ -1,10 +1,11 @@
 r"""Typical *wrong* Group Norm forwards and backwards (notebook 03), to name a mistake.
 
-:func:`forward_variant` and :func:`dx_variant` compute Eq. (1)-(2), (6) and the backward (B1)
-with one deliberate deviation each (statistics per channel, over the whole sample, unbiased
-variance, eps outside the square root, a forgotten path through mu, ...). A checker compares
-the student's output with each variant: a match names the mistake (``FORWARD_HINTS``,
-``DX_HINTS``).
+:func:`forward_variant`, :func:`dxhat_variant` and :func:`dx_variant` compute Eq. (1)-(2), (6),
+the Jacobian :math:`\partial\hat x_k/\partial x_j` and the backward (B1) with one deliberate
+deviation each (statistics per channel, over the whole sample, unbiased variance, eps outside the
+square root, a forgotten path through mu, a missing Kronecker delta, ...). A checker compares the
+student's output with each variant: a match names the mistake (``FORWARD_HINTS``,
+``DXHAT_HINTS``, ``DX_HINTS``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DX_HINTS", "FORWARD_HINTS", "dx_variant", "forward_variant", "grouped", "per_channel"]
+__all__ = ["DXHAT_HINTS", "DX_HINTS", "FORWARD_HINTS", "dx_variant", "dxhat_variant", "forward_variant",
+           "grouped", "per_channel"]
 
 
 # --------------------------------------------------------------------------------------
@@ -140,3 +142,64 @@ DX_HINTS: tuple[tuple[dict[str, Any], str], ...] = (
 )
 
 
+
+
+def dxhat_variant(
+    x_hat: Tensor, r: float, m: int, D: int, *,
+    direct: str = "delta", mu_path: bool = True, sigma_path: bool = True,
+    mean_denominator: str = "m", sigma_denominator: str = "D", sigma_sign: float = 1.0,
+    sigma_factor: float = 1.0, sigma_r_power: int = 1, overall_r: bool = True,
+) -> Tensor:
+    r"""The Jacobian :math:`\partial\hat x_k/\partial x_j = r(\delta_{kj} - 1/m - \hat x_k\hat x_j/D)`
+    of one set, as a matrix ``J[k, j]``, with one deliberate deviation (defaults: correct)."""
+    size = {"m": m, "D": D}
+    eye = torch.eye(m, dtype=x_hat.dtype)
+    J = {"delta": eye, "one": torch.ones_like(eye), "zero": torch.zeros_like(eye)}[direct].clone()
+    if mu_path:
+        J = J - 1 / size[mean_denominator]
+    if sigma_path:
+        outer = torch.outer(x_hat, x_hat) * r ** (sigma_r_power - 1)
+        J = J - sigma_sign * sigma_factor * outer / size[sigma_denominator]
+    return r * J if overall_r else J
+
+
+DXHAT_HINTS: tuple[tuple[dict[str, Any], str], ...] = (
+    (dict(mu_path=False, sigma_path=False),
+     "mu and sigma are treated as constants: r delta_kj is only the direct path. Every x_j of "
+     "the set also moves mu and sigma, so every entry (k, j) gets two more terms."),
+    (dict(mu_path=False),
+     "the path through mu is missing: mu = (1/m) sum_j x_j, so d mu / d x_j = 1/m, and every "
+     "entry (k, j) gets a term -r/m."),
+    (dict(sigma_path=False),
+     "the path through sigma is missing: r = (sigma^2 + eps)^(-1/2) depends on x_j too "
+     "(d sigma^2 / d x_j = 2 (x_j - mu) / D); that term is proportional to x_hat_k x_hat_j."),
+    (dict(sigma_denominator="m"),
+     "m where D belongs: the path through sigma comes from sigma^2 = (1/D) sum (x - mu)^2, so it "
+     "divides by D (here the unbiased D = m - 1), not by m. Only the path through mu has 1/m."),
+    (dict(mean_denominator="D"),
+     "D where m belongs: the mean always divides by m (mu = (1/m) sum x), also with the unbiased "
+     "variance; only the path through sigma has 1/D."),
+    (dict(mean_denominator="D", sigma_denominator="m"),
+     "m and D are swapped: the path through mu has 1/m (the mean divides by m), the path "
+     "through sigma has 1/D (the variance divides by D)."),
+    (dict(direct="one"),
+     "the Kronecker delta is missing: x_hat_k depends on x_j directly only when k = j, so the "
+     "direct term r delta_kj sits on the diagonal only; you put r in every entry."),
+    (dict(direct="zero"),
+     "the direct term is missing: x_hat_k = (x_k - mu) r contains x_k itself, which gives "
+     "r delta_kj (delta_kj = 1 if k == j else 0; in Python, (k == j))."),
+    (dict(sigma_sign=-1.0),
+     "sign error in the path through sigma: a larger |x_j - mu| raises sigma and shrinks r, so "
+     "the term is -r x_hat_k x_hat_j / D."),
+    (dict(sigma_factor=2.0),
+     "a factor 2 too many in the path through sigma: d (v^(-1/2)) / dv = -(1/2) v^(-3/2) cancels "
+     "the 2 of d sigma^2 / d x_j = 2 (x_j - mu) / D."),
+    (dict(sigma_factor=0.5),
+     "a factor 1/2 too few in the path through sigma: the 1/2 of d (v^(-1/2)) / dv cancels "
+     "against the 2 of d sigma^2 / d x_j = 2 (x_j - mu) / D."),
+    (dict(sigma_r_power=3),
+     "x_hat where x - mu belongs: d r / d x_j = -r^3 (x_j - mu) / D, and r^3 (x_k - mu)(x_j - mu) "
+     "= r x_hat_k x_hat_j; with x_hat in place of x - mu, drop two factors of r."),
+    (dict(overall_r=False),
+     "the overall factor r is missing: x_hat = (x - mu) r, so every term carries r."),
+)
