@@ -1,12 +1,16 @@
 """Benchmark Group Norm: gnlib's hand-derived backward vs the autograd reference vs torch native.
 
-For each shape and thread count, forward+backward times are measured side by side (repeats
+For each shape, thread count and memory format (contiguous, and channels-last: the layout the
+course's models train in), forward+backward times are measured side by side (repeats
 interleaved, medians) and printed as ratios; saved-for-backward memory is measured exactly.
-Targets (issue 2): gnlib within 2.5x of native, at least 3x faster than the reference, and
-saved memory no more than the input plus the per-group statistics. Notebook 03 reads the
-``--save`` file back with :func:`gnlib.bench.load_results` (keep the header: date, commit, machine).
+Targets: gnlib within 1.5x of native (stretch 1.2x), at least 3x faster than the reference,
+and saved memory no more than the input plus the per-group statistics. The shapes: the four
+of the earlier benchmark and the two GN shapes of the course's model at batch 32. Notebook 03
+reads the ``--save`` file back with :func:`gnlib.bench_file.load_bench` (keep the header:
+date, commit, machine).
 
     python bench/bench_group_norm.py [--repeats 15] [--threads 1 2] [--compile]
+                                     [--formats contiguous channels_last]
                                      [--save bench/results_group_norm.txt]
                                      [--figure figures/group_norm_speed.png]
 """
@@ -31,8 +35,10 @@ from gnlib.bench import (IMPLEMENTATIONS, fwd_bwd_inputs, format_memory_table,
                          time_fwd_bwd)
 from gnlib.plots import plot_fwd_bwd_times, save_figure
 
-SHAPES = [(32, 64, 56, 56), (32, 256, 14, 14), (2, 64, 28, 28), (128, 32, 7, 7)]
-TARGET_NATIVE, TARGET_REFERENCE = 2.5, 3.0
+SHAPES = [(32, 64, 56, 56), (32, 256, 14, 14), (2, 64, 28, 28), (128, 32, 7, 7),
+          (32, 64, 7, 7), (32, 128, 4, 4)]
+TARGET_NATIVE, STRETCH_NATIVE, TARGET_REFERENCE = 1.5, 1.2, 3.0
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def header() -> str:
@@ -56,7 +62,8 @@ def target_lines(medians: dict, label: str) -> list[str]:
     for shape, t in medians.items():
         nat, ref = t["gnlib"] / t["native"], t["reference"] / t["gnlib"]
         ok = nat <= TARGET_NATIVE and ref >= TARGET_REFERENCE
-        lines.append(f"  {str(shape):<18} gnlib/native {nat:5.2f}x (target <= {TARGET_NATIVE})"
+        stretch = " stretch met" if nat <= STRETCH_NATIVE else ""
+        lines.append(f"  {str(shape):<18} gnlib/native {nat:5.2f}x (target <= {TARGET_NATIVE}{stretch})"
                      f"  reference/gnlib {ref:5.2f}x (target >= {TARGET_REFERENCE})"
                      f"  {'OK' if ok else 'MISSED'}{label}")
     return lines
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--groups", type=int, default=32)
+    parser.add_argument("--formats", nargs="+", choices=tuple(FORMATS),
+                        default=list(FORMATS), help="input memory formats")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--save", type=Path, help="also write the output to this file")
     parser.add_argument("--figure", type=Path, help="bar chart of the 1-thread timings (.png)")
@@ -107,15 +116,18 @@ def run(args: argparse.Namespace) -> None:
     print(header())
     G = args.groups
     print(f"# G={G}, float32, {args.repeats} interleaved repeats per implementation, medians\n")
-    for n in args.threads:
-        with num_threads(n):
-            medians = {s: median_times(time_fwd_bwd(IMPLEMENTATIONS, s, G, args.repeats))
-                       for s in SHAPES}
-        if args.figure and n == args.threads[0]:
-            save_figure(plot_fwd_bwd_times(medians, groups=G, threads=n), args.figure)
-        print(f"## forward + backward, {n} thread{'s' if n > 1 else ''}")
-        print(format_time_table(medians))
-        print("\n".join(target_lines(medians, f" ({n} thr)")) + "\n")
+    for fmt in args.formats:
+        for n in args.threads:
+            with num_threads(n):
+                medians = {s: median_times(time_fwd_bwd(IMPLEMENTATIONS, s, G, args.repeats,
+                                                        memory_format=FORMATS[fmt]))
+                           for s in SHAPES}
+            if args.figure and n == args.threads[0] and fmt == args.formats[0]:
+                save_figure(plot_fwd_bwd_times(medians, groups=G, threads=n), args.figure)
+            suffix = "" if fmt == "contiguous" else f", {fmt}"
+            print(f"## forward + backward, {n} thread{'s' if n > 1 else ''}{suffix}")
+            print(format_time_table(medians))
+            print("\n".join(target_lines(medians, f" ({n} thr{suffix})")) + "\n")
     memory = {s: {k: saved_memory(f, s, G) for k, f in IMPLEMENTATIONS.items()} for s in SHAPES}
     print("## saved for backward")
     print(format_memory_table(memory, G))

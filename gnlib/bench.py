@@ -8,19 +8,17 @@ Saved-for-backward memory is measured exactly (not timed) with
 :func:`torch.autograd.graph.saved_tensors_hooks`: every tensor an autograd node keeps for its
 backward passes through the pack hook, and we add up the bytes of the distinct storages.
 
-:func:`load_results` reads back the committed output of ``bench/bench_group_norm.py``
-(``bench/results_group_norm.txt``) with its provenance header (date, git commit, machine), so
-notebooks show measured numbers instead of quoting them in prose.
+Inputs come in either memory format (``memory_format=torch.channels_last`` for the layout
+the course's models train in). :mod:`gnlib.bench_file` reads the committed output of
+``bench/bench_group_norm.py`` back.
 """
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,15 +28,12 @@ from .norms import group_norm, group_norm_reference
 
 __all__ = [
     "IMPLEMENTATIONS",
-    "RESULTS_FILE",
-    "BenchResults",
     "NormFn",
     "SavedMemory",
     "format_memory_table",
     "format_time_table",
     "fwd_and_grads",
     "fwd_bwd_inputs",
-    "load_results",
     "median_times",
     "num_threads",
     "saved_memory",
@@ -68,15 +63,18 @@ def num_threads(n: int) -> Iterator[None]:
 
 
 def fwd_bwd_inputs(
-    shape: Sequence[int], seed: int = 0, dtype: torch.dtype = torch.float32
+    shape: Sequence[int], seed: int = 0, dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x, weight, bias, dy)`` for ``shape = (N, C, *)``: x, weight, bias require grad."""
+    """``(x, weight, bias, dy)`` for ``shape = (N, C, *)``: x, weight, bias require grad;
+    x and dy in ``memory_format``."""
     gen = torch.Generator().manual_seed(seed)
     C = shape[1]
-    x = torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_()
+    x = torch.randn(*shape, generator=gen, dtype=dtype)
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
     weight = (1 + 0.1 * torch.randn(C, generator=gen, dtype=dtype)).requires_grad_()
     bias = (0.1 * torch.randn(C, generator=gen, dtype=dtype)).requires_grad_()
-    dy = torch.randn(*shape, generator=gen, dtype=dtype)
+    dy = torch.randn(*shape, generator=gen, dtype=dtype).contiguous(memory_format=memory_format)
     return x, weight, bias, dy
 
 
@@ -115,13 +113,15 @@ def time_fwd_bwd(
     groups: int,
     repeats: int = 10,
     warmup: int = 2,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, list[float]]:
     """Forward+backward seconds of each implementation, repeats interleaved.
 
-    Each round runs every implementation once, in a rotating order, on the same inputs, so
-    a slow patch of a shared machine hits all of them alike. Returns ``name -> [seconds]``.
+    Each round runs every implementation once, in a rotating order, on the same inputs (in
+    ``memory_format``), so a slow patch of a shared machine hits all of them alike. Returns
+    ``name -> [seconds]``.
     """
-    x, w, b, dy = fwd_bwd_inputs(shape)
+    x, w, b, dy = fwd_bwd_inputs(shape, memory_format=memory_format)
     names = list(fns)
     for name in names:
         for _ in range(warmup):
@@ -214,121 +214,3 @@ def format_memory_table(
         lines.append(f"{_shape_label(shape):<16}{numel * 4 / 1024:>11,.1f}{stats / 1024:>8.1f}"
                      + "".join(f"{mem[n].total / 1024:>12,.1f}" for n in names))
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-# Reading back the committed results of bench/bench_group_norm.py
-# --------------------------------------------------------------------------------------
-#: The results file that ``bench/bench_group_norm.py --save`` writes and the repository commits.
-RESULTS_FILE = Path(__file__).resolve().parents[1] / "bench" / "results_group_norm.txt"
-
-_IMPL_COLUMNS = ("reference", "gnlib", "native")
-
-
-@dataclass(frozen=True)
-class BenchResults:
-    """The parsed output of ``bench/bench_group_norm.py``.
-
-    ``date``, ``commit``, ``machine`` and ``settings`` (with ``groups``, the G of every
-    measurement) come from the file's header; ``times[threads]`` maps
-    ``shape -> {"reference": s, "gnlib": s, "native": s}`` (median seconds, as
-    :func:`median_times` returns them, rounded to the file's 0.01 ms); ``sections`` holds the
-    text of each ``## title`` section verbatim, and ``compiled`` the torch.compile lines as
-    ``shape -> {"compile_s": s, "compiled": s, "native": s}``.
-    """
-
-    path: Path
-    date: str
-    commit: str
-    machine: str
-    load: float | None
-    settings: str
-    groups: int | None = None
-    times: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(default_factory=dict)
-    compiled: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
-    sections: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def provenance(self) -> str:
-        """Where the numbers come from: file, date, commit, machine and settings."""
-        load = f"; load average at start {self.load:.2f}" if self.load is not None else ""
-        try:  # relative to the repository when the file is inside it
-            name = str(self.path.resolve().relative_to(RESULTS_FILE.parents[1]))
-        except ValueError:
-            name = str(self.path)
-        return (f"{name}: measured {self.date}, git {self.commit}\n"
-                f"machine: {self.machine}{load}\n"
-                f"{self.settings}")
-
-    def time_table(self, threads: int = 1) -> str:
-        """The forward+backward table for ``threads`` threads, as the file prints it."""
-        body = self.sections[f"forward + backward, {threads} thread{'s' if threads > 1 else ''}"]
-        return "\n".join(line for line in body.splitlines()
-                         if line.strip() and not line.startswith("  "))
-
-    def section(self, title_start: str) -> str:
-        """The verbatim text of the first section whose title starts with ``title_start``."""
-        for title, body in self.sections.items():
-            if title.startswith(title_start):
-                return body
-        raise KeyError(f"no section starting with {title_start!r} in {self.path}; "
-                       f"sections: {list(self.sections)}")
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in re.findall(r"\d+", text))
-
-
-def load_results(path: str | Path | None = None) -> BenchResults:
-    """Parse the results file written by ``bench/bench_group_norm.py --save`` (default:
-    :data:`RESULTS_FILE`). Raises ``ValueError`` if the provenance header is missing."""
-    path = Path(path) if path is not None else RESULTS_FILE
-    lines = path.read_text().splitlines()
-    head = re.match(r"# bench_group_norm\.py\s+(.+?)\s+git\s+(\S+)", lines[0]) if lines else None
-    machine = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# machine:")), None)
-    if head is None or machine is None:
-        raise ValueError(f"{path}: no provenance header (date, git commit, machine); was it "
-                         "written by bench/bench_group_norm.py --save?")
-    load_line = next((ln for ln in lines if ln.startswith("# load average")), "")
-    load_match = re.search(r":\s*([\d.]+)", load_line)
-    settings = next((ln[2:] for ln in lines if re.match(r"# G=\d+", ln)), "")
-
-    sections: dict[str, list[str]] = {}
-    title = None
-    for line in lines:
-        if line.startswith("## "):
-            title = line[3:].strip()
-            sections[title] = []
-        elif title is not None and line and not line.startswith("saved to "):
-            sections[title].append(line)
-
-    times: dict[int, dict[tuple[int, ...], dict[str, float]]] = {}
-    for title, body in sections.items():
-        threads = re.fullmatch(r"forward \+ backward, (\d+) threads?", title)
-        if threads is None:
-            continue
-        table = times.setdefault(int(threads.group(1)), {})
-        for line in body:
-            row = re.match(r"(\([\d,]+\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s", line)
-            if row:
-                table[_parse_shape(row.group(1))] = {
-                    name: float(v) / 1e3 for name, v in zip(_IMPL_COLUMNS, row.groups()[1:])}
-
-    compiled: dict[tuple[int, ...], dict[str, float]] = {}
-    for title, body in sections.items():
-        if not title.startswith("torch.compile"):
-            continue
-        for line in body:
-            row = re.match(r"\s*(\([\d, ]+\))\s+first call \(compile\)\s+([\d.]+) s\s+compiled"
-                           r"\s+([\d.]+) ms\s+native\s+([\d.]+) ms", line)
-            if row:
-                compiled[_parse_shape(row.group(1))] = {
-                    "compile_s": float(row.group(2)), "compiled": float(row.group(3)) / 1e3,
-                    "native": float(row.group(4)) / 1e3}
-
-    return BenchResults(
-        path=path, date=head.group(1), commit=head.group(2), machine=machine,
-        load=float(load_match.group(1)) if load_match else None, settings=settings,
-        groups=int(groups.group(1)) if (groups := re.match(r"G=(\d+)", settings)) else None,
-        times=times, compiled=compiled,
-        sections={t: "\n".join(body) for t, body in sections.items()})

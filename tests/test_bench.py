@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from gnlib import bench  # noqa: E402
+from gnlib.bench_file import RESULTS_FILE, load_bench  # noqa: E402
 from gnlib.plots import plot_fwd_bwd_times  # noqa: E402
 
 SHAPE, G = (2, 8, 5, 5), 4
@@ -119,22 +120,25 @@ def _bench_script():
     return module
 
 
-def test_load_results_reads_what_the_bench_script_writes(tmp_path):
+def test_load_bench_reads_what_the_bench_script_writes(tmp_path):
     script = _bench_script()
     medians = {(2, 8, 5, 5): {"reference": 0.00412, "gnlib": 0.00101, "native": 0.00050},
                (4, 8, 3, 3): {"reference": 0.12345, "gnlib": 0.04321, "native": 0.01}}
+    cl_medians = {s: {k: 2 * v for k, v in t.items()} for s, t in medians.items()}
     text = "\n".join([
         script.header(),
         "# G=4, float32, 3 interleaved repeats per implementation, medians\n",
         "## forward + backward, 1 thread", bench.format_time_table(medians),
         *script.target_lines(medians, " (1 thr)"), "",
+        "## forward + backward, 1 thread, channels_last", bench.format_time_table(cl_medians),
+        *script.target_lines(cl_medians, " (1 thr, channels_last)"), "",
         "## torch.compile(group_norm_reference), 1 thread, cold compile (caches disabled)",
         "  (2, 8, 5, 5)       first call (compile)    4.5 s   compiled     0.33 ms   "
         "native     0.14 ms   compiled/native  2.26x",
         "saved to x.txt"])
     path = tmp_path / "results.txt"
     path.write_text(text + "\n")
-    results = bench.load_results(path)
+    results = load_bench(path)
     assert results.commit and results.machine and "UTC" in results.date
     assert results.settings.startswith("G=4") and results.groups == 4 and results.path == path
     assert set(results.times) == {1}
@@ -142,6 +146,11 @@ def test_load_results_reads_what_the_bench_script_writes(tmp_path):
         for name, seconds in t.items():
             assert abs(results.times[1][shape][name] - seconds) <= 5e-6
     assert results.time_table(1) == bench.format_time_table(medians)
+    assert results.time_table(1, channels_last=True) == bench.format_time_table(cl_medians)
+    assert set(results.times_channels_last) == {1}
+    for shape, t in cl_medians.items():
+        for name, seconds in t.items():
+            assert abs(results.times_channels_last[1][shape][name] - seconds) <= 5e-6
     assert results.compiled[(2, 8, 5, 5)] == pytest.approx(
         {"compile_s": 4.5, "compiled": 0.00033, "native": 0.00014})
     assert "first call" in results.section("torch.compile")
@@ -150,22 +159,23 @@ def test_load_results_reads_what_the_bench_script_writes(tmp_path):
 
 
 def test_committed_results_file_has_provenance_and_the_bench_shapes():
-    results = bench.load_results()
-    assert results.path == bench.RESULTS_FILE
+    results = load_bench()
+    assert results.path == RESULTS_FILE
     assert results.commit != "unknown" and "cores" in results.machine
     shapes = [tuple(s) for s in _bench_script().SHAPES]
-    assert list(results.times[1]) == shapes
-    for line in results.time_table(1).splitlines()[1:]:  # printed ratios = ratios of the ms
-        ms = [float(v) for v in line.split()[1:4]]
-        printed = float(line.split()[4].rstrip("x"))
-        assert abs(ms[1] / ms[2] - printed) < 0.1 * printed
+    assert list(results.times[1]) == shapes and list(results.times_channels_last[1]) == shapes
+    for cl in (False, True):
+        for line in results.time_table(1, cl).splitlines()[1:]:  # printed ratios = ms ratios
+            ms = [float(v) for v in line.split()[1:4]]
+            printed = float(line.split()[4].rstrip("x"))
+            assert abs(ms[1] / ms[2] - printed) < 0.1 * printed
 
 
-def test_load_results_rejects_a_file_without_provenance(tmp_path):
+def test_load_bench_rejects_a_file_without_provenance(tmp_path):
     path = tmp_path / "results.txt"
     path.write_text("## forward + backward, 1 thread\n")
     with pytest.raises(ValueError, match="provenance"):
-        bench.load_results(path)
+        load_bench(path)
 
 
 def test_speed_colors_do_not_reuse_other_norms_colors():
