@@ -12,7 +12,7 @@ Every checker prints its verdict and returns a :class:`CheckResult`; it never ra
 placeholder (``raise NotImplementedError``, ``...``, ``prediction = None``) gets a friendly
 "not implemented / answered / predicted yet".
 """
-from . import model_solutions
+from . import model_solutions, training  # training: notebook 04 (gnlib.exercises.training)
 from .common import NOT_ANSWERED, NOT_IMPLEMENTED, NOT_PREDICTED, CheckResult
 from .implementing import CASES, Case, check_backward, check_forward, with_backward
 from .sets3d import LIMITS_C, MASK_CASES, check_gn_limits, check_set_mask, reveal_batch_growth

@@ -5,12 +5,15 @@
 * :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
 * :mod:`gnlib.plots.figure1`: the paper's Figure 1, converged (notebook 05, README);
+* :mod:`gnlib.plots.activations`: the slice statistics of real activations, BN vs GN on one
+  image (notebook 05's batch-statistics widget);
 * :mod:`gnlib.plots.results`: training results (batch size, curves, groups, small batches, non-i.i.d.;
   notebooks 04-07).
 
 Plots read records through :mod:`gnlib.analysis`; they never import training code.
 :mod:`gnlib.figures` loads the results files and writes ``figures/``.
 """
+from .activations import BatchStatisticsFigure, plot_batch_statistics
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
 from .figure1 import plot_figure1, plot_figure1_curves, plot_figure1_diagnostics
 from .results import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
@@ -19,12 +22,14 @@ from .speed import plot_fwd_bwd_times
 from .style import NORM_COLORS, NORM_LABELS, save_figure
 
 __all__ = [
+    "BatchStatisticsFigure",
     "NORM_COLORS",
     "NORM_LABELS",
     "draw_cube",
     "draw_membership",
     "group_membership_figure",
     "plot_batch_size",
+    "plot_batch_statistics",
     "plot_bn_drift",
     "plot_bn_train_test",
     "plot_curves",
