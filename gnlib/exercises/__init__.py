@@ -13,6 +13,8 @@ placeholder (``raise NotImplementedError``, ``...``, ``prediction = None``) gets
 "not implemented / answered / predicted yet".
 """
 from . import model_solutions, training  # training: notebook 04 (gnlib.exercises.training)
+from . import ablation  # notebook 06 (gnlib.exercises.ablation)
+from . import beyond  # notebook 07 (gnlib.exercises.beyond)
 from .common import NOT_ANSWERED, NOT_IMPLEMENTED, NOT_PREDICTED, CheckResult
 from .implementing import CASES, Case, check_backward, check_forward, with_backward
 from .sets3d import LIMITS_C, MASK_CASES, check_gn_limits, check_set_mask, reveal_batch_growth

@@ -3,7 +3,9 @@
 * :func:`plot_batch_size`: test error vs batch size per norm, mean +- std over seeds (Figure 1);
 * :func:`plot_bn_train_test`: BN's eval-mode vs train-mode (batch statistics) test error;
 * :func:`plot_curves`: train and test error vs epoch per norm at one batch size (Figure 4);
-* :func:`plot_groups`: error vs G and vs channels per group (Table 3);
+* :func:`plot_groups`: error vs G and vs channels per group as the change from the best
+  setting, ours next to the paper (Table 3); :func:`group_sweep` is its table;
+* :func:`plot_group_costs`: the two costs behind GN's extremes (notebook 06);
 * :func:`plot_small_batch`: BN / Batch Renorm / GN / GN+WS at batch 4 and 2 (notebook 07);
 * :func:`plot_non_iid`: BN vs GN when the batch or each device's slice is not i.i.d.;
 * :func:`plot_bn_drift`: how far BN's running statistics are from the data's, per epoch;
@@ -16,8 +18,9 @@ from matplotlib.figure import Figure
 
 from .style import NORM_COLORS, NORM_LABELS, label_axes
 
-__all__ = ["plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves", "plot_groups",
-           "plot_non_iid", "plot_small_batch", "plot_statistics_deviation"]
+__all__ = ["group_sweep", "plot_batch_size", "plot_bn_drift", "plot_bn_train_test", "plot_curves",
+           "plot_group_costs", "plot_groups", "plot_non_iid", "plot_renorm", "plot_small_batch",
+           "plot_statistics_deviation"]
 ORDER = ("bn", "ln", "in", "gn")
 
 
@@ -128,40 +131,112 @@ def plot_curves(records: list[dict], batch_size: int = 32, norms=ORDER,
     return fig
 
 
-def plot_groups(records: list[dict], paper: dict | None = None) -> Figure:
-    """GN test error vs number of groups G (left) and vs channels per group (right), mean ± std
-    over seeds; the paper's Table 3 dashed on a twin axis if ``paper`` is given."""
-    from ..analysis import runs_frame
+GROUP_ROWS = (("groups", "number of groups G", "G"),
+              ("channels_per_group", "channels per group C/G", "C/G"))
+
+
+def group_sweep(records: list[dict], column: str):
+    """One row of Table 3 measured: per setting of ``column`` (``"groups"`` or
+    ``"channels_per_group"``) the mean test error over usable seeds and the seed-paired
+    difference from the row's best setting (:class:`gnlib.analysis.Paired`; ``None`` for the
+    best itself). A DataFrame indexed by the setting, largest first."""
+    import pandas as pd
+
+    from ..analysis import mean_se, paired_difference, runs_frame
 
     df = runs_frame(records)
-    df = df[(df["norm"] == "gn") & df["usable"]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = (("groups", df[df["channels_per_group"].isna()], "number of groups G"),
-              ("channels_per_group", df[df["channels_per_group"].notna()],
-               "channels per group C/G"))
-    for ax, (col, d, xlabel) in zip(axes, panels):
-        s = d.groupby(col)["test_error"].agg(["mean", "std"])
-        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), fmt="o-", capsize=3,
-                    color=NORM_COLORS["gn"], label="GN, Fashion-MNIST (ours)")
-        ax.set_xscale("log", base=2)
-        ticks = sorted(set(s.index) | set(paper.get(col, {}) if paper else ()))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("test error (%)")
-        ax.grid(alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
+    df = df[df["norm"] == "gn"]
+    if column == "groups":
+        df = df[df["channels_per_group"].isna()]
+    else:
+        df = df[df["channels_per_group"].notna()]
+    rows = {}
+    for k, g in df.groupby(column):
+        m, se, n = mean_se(g[g["usable"]]["test_error"].tolist())
+        rows[int(k)] = {"mean": m, "se": se, "seeds": n, "left_out": int((~g["usable"]).sum())}
+    out = pd.DataFrame.from_dict(rows, orient="index").sort_index(ascending=False)
+    if not len(out):
+        return out
+    best = int(out["mean"].idxmin())
+    at = lambda k: (lambda d: d[column] == k)  # noqa: E731
+    out["vs_best"] = [None if k == best else paired_difference(df, at(k), at(best))
+                      for k in out.index]
+    out.index.name = column
+    return out
+
+
+def plot_groups(records: list[dict], paper: dict | None = None,
+                noise_floor: float | None = None) -> Figure:
+    """GN's test error vs the number of groups G (left) and vs channels per group C/G (right),
+    as the **change from the best setting of the row**, in points, on one shared axis: ours
+    (Fashion-MNIST: seed-paired difference from our best setting, mean ± SE) next to the
+    paper's Table 3 (``paper["groups"]`` / ``paper["channels_per_group"]`` minus the best of
+    its row). ``noise_floor`` (points) shades the band within which runs of the same model
+    from different commits already differ."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, (col, xlabel, short) in zip(axes, GROUP_ROWS):
+        sweep = group_sweep(records, col)
+        ticks = set(sweep.index)
+        if noise_floor:
+            ax.axhspan(0, noise_floor, color="0.85", zorder=0,
+                       label=f"noise floor between commits ({noise_floor:.2f})")
+        if len(sweep):
+            best = int(sweep["mean"].idxmin())
+            diff = [0.0 if p is None else p.mean for p in sweep["vs_best"]]
+            err = [0.0 if p is None or p.se != p.se else p.se for p in sweep["vs_best"]]
+            ax.errorbar(sweep.index, diff, yerr=err, fmt="o-", capsize=3, color=NORM_COLORS["gn"],
+                        label=f"ours, Fashion-MNIST: minus {short} = {best} "
+                              f"({sweep.loc[best, 'mean']:.2f} %), mean ± SE over seeds")
         if paper and col in paper:
-            tw = ax.twinx()
-            ks = sorted(paper[col])
-            line, = tw.plot(ks, [paper[col][k] for k in ks], "k--", alpha=0.5,
-                            label="paper, ImageNet (right axis)")
-            tw.set_ylabel("paper: ImageNet val error (%)")
-            handles.append(line)
-            labels.append(line.get_label())
+            row = paper[col]
+            ks = sorted(row)
+            best_k = min(row, key=row.get)
+            ax.plot(ks, [row[k] - row[best_k] for k in ks], "s--", color="k", alpha=0.6,
+                    label=f"paper, ImageNet: minus {short} = {best_k} ({row[best_k]:.1f} %)")
+            ticks |= set(ks)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(ticks)
+        extreme = "LN" if col == "groups" else "IN"
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"1\n({extreme})" if v == 1 else str(int(v)) for v in ticks])
+        ax.set_xticks([], minor=True)
+        label_axes(ax, xlabel=xlabel, ylabel="test error minus the row's best (points)",
+                   title=f"GN vs {xlabel} (batch 32): change from the best setting",
+                   legend=dict(fontsize=8, loc="upper center"))
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(min(low, -0.3), high + 0.45 * (high - min(low, -0.3)))  # room for legends
+    axes[1].yaxis.set_tick_params(labelleft=True)
+    fig.tight_layout()
+    return fig
+
+
+def plot_group_costs(costs) -> Figure:
+    """The two costs behind GN's extremes, from :func:`gnlib.exercises.ablation.group_costs`
+    (one row per layer and C/G): left, how far a channel's std is from its group's (the LN
+    end, many channels per group); right, how well the statistics GN removes predict the class
+    (the IN end, one channel per group). Thin lines: layers; thick: their mean."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    panels = (("scale_mismatch", "channel std / group std (typical factor, 1 = none)",
+               "LN end: one set for channels of different scale"),
+              ("class_accuracy", "class accuracy from the removed (μ, σ) (%)",
+               "IN end: what normalization removes tells the class"))
+    for ax, (col, ylabel, title) in zip(axes, panels):
+        for (layer, C, hw), d in costs.groupby(["layer", "C", "H x W"]):
+            ax.plot(d["C/G"], d[col], "-", color="0.6", lw=0.8, alpha=0.7,
+                    label="one layer" if layer == costs["layer"].min() else None)
+        mean = costs.groupby("C/G")[col].mean()
+        ax.plot(mean.index, mean.values, "o-", color=NORM_COLORS["gn"], lw=2,
+                label=f"mean over {costs['layer'].nunique()} layers")
+        if col == "class_accuracy":
+            ax.axhline(10, color="k", ls=":", lw=1, label="chance (10 classes)")
+        ax.set_xscale("log", base=2)
+        ticks = sorted(costs["C/G"].unique())
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(int(v)) for v in ticks])
         ax.set_xticks([], minor=True)
-        ax.legend(handles, labels, fontsize=8)
-        ax.set_title(f"GN vs {xlabel} (batch 32)")
+        label_axes(ax, xlabel="channels per group C/G (1 = IN; 64 = LN on 64 channels)",
+                   ylabel=ylabel, title=title, legend=dict(fontsize=8))
     fig.tight_layout()
     return fig
 
@@ -297,5 +372,52 @@ def plot_statistics_deviation(deviations: dict[str, dict]) -> Figure:
     axes[0].invert_yaxis()
     axes[0].set_title("means a BN layer normalizes with in training", fontsize=10)
     axes[1].set_title("variances a BN layer normalizes with in training", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_renorm(example: dict) -> Figure:
+    """Batch Renorm on one small batch, from :func:`gnlib.widgets.renorm_example`: per channel
+    the ratio :math:`\\sigma_B/\\sigma` and r inside :math:`[1/r_{\\max}, r_{\\max}]` (left),
+    the shift :math:`(\\mu_B-\\mu)/\\sigma` and d inside :math:`[-d_{\\max}, d_{\\max}]`
+    (middle), and the mean ± std of each channel's output with BN's batch statistics, with BR,
+    and with the running statistics (the inference formula) (right)."""
+    r_max, d_max = example["r_max"], example["d_max"]
+    C = len(example["r"])
+    ch = list(range(C))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, (raw, corr, name, lo, hi, ref, ylabel) in zip(axes[:2], (
+            ("ratio", "r", "σ_B / σ", 1 / r_max, r_max, 1.0, "ratio (log scale)"),
+            ("shift", "d", "(μ_B − μ) / σ", -d_max, d_max, 0.0, "shift (units of σ)"))):
+        ax.axhspan(lo, hi, color=NORM_COLORS["br"], alpha=0.15,
+                   label=f"allowed: [{lo:.2f}, {hi:.2f}]")
+        ax.axhline(ref, color="k", lw=0.8, ls=":")
+        ax.plot(ch, example[raw], "o", mfc="white", color="k", ms=8, label=f"{name} (batch)")
+        ax.plot(ch, example[corr], "o", color=NORM_COLORS["br"], ms=6,
+                label=f"{corr} (clipped, used)")
+        if raw == "ratio":
+            ax.set_yscale("log")
+            ticks = [0.2, 0.3, 0.5, 1, 2, 3, 5]
+            ax.set_yticks(ticks)
+            ax.set_yticklabels([f"{t:g}" for t in ticks])
+            ax.set_yticks([], minor=True)
+            ax.set_ylim(0.18, 5.6)
+        ax.set_xticks(ch)
+        label_axes(ax, xlabel="channel", ylabel=ylabel,
+                   title=f"{corr} = clip({name})", legend=dict(fontsize=8))
+    ax = axes[2]
+    series = (("y_bn", "BN: batch statistics", NORM_COLORS["bn"]),
+              ("y_br", "BR: batch statistics, r, d", NORM_COLORS["br"]),
+              ("y_inf", "running statistics (inference)", "k"))
+    for k, (key, label, color) in enumerate(series):
+        y = example[key]
+        mean = y.mean(axis=(0, 2, 3))
+        std = y.std(axis=(0, 2, 3))
+        ax.errorbar([c + (k - 1) * 0.2 for c in ch], mean, yerr=std, fmt="o", capsize=3,
+                    color=color, label=label)
+    ax.set_xticks(ch)
+    label_axes(ax, xlabel="channel", ylabel="output: mean ± std over the batch",
+               title=f"outputs (r_max = {r_max:g}, d_max = {d_max:g})",
+               legend=dict(fontsize=8))
     fig.tight_layout()
     return fig

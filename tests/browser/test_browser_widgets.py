@@ -48,7 +48,9 @@ CASES = [
                numbers=True),
     SliderCase("05-batch-size-slider", "notebooks/05_batch_size_plot.ipynb",
                r"batch|^\s*B\b|^\s*N\b", False),
-    SliderCase("06-G-slider", "notebooks/06_group_ablation.ipynb", r"^\s*G\b", False),
+    SliderCase("06-G-slider", "notebooks/06_group_ablation.ipynb", r"^\s*G\b", True),
+    SliderCase("07-r_max-slider", "notebooks/07_beyond_group_norm.ipynb", r"^\s*r_max\b", True,
+               numbers=True),
 ]
 
 # Browser console entries at level SEVERE that are not errors of the page.
