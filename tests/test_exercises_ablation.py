@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from gnlib import analysis
 from gnlib.exercises import ablation
 from gnlib.models import build_model, norm_layers
 from gnlib.paper import PAPER
@@ -192,17 +193,17 @@ def test_twin_runs_pairs_the_same_model_across_files():
     batch += [rec(s, 17.2, norm="ln", commit="old") for s in range(2)]
     batch += [rec(0, 15.0, norm="gn", commit="old"), rec(0, 20.0, norm="in", batch=2)]
     batch += [rec(1, 30.0, norm="gn", did_not_train=True)]
-    t = ablation.twin_runs(groups, batch)
+    t = analysis.twin_runs(groups, batch)
     assert list(t["twins"].value_counts().sort_index()) == [3, 2, 1]
     ins = t[t["twins"] == "GN C/G = 1 = IN"]
     assert ins["difference"].tolist() == pytest.approx([0.5, 0.5, 0.5])
     assert set(ins["commit (groups)"]) == {"new"} and set(ins["commit (batch-size)"]) == {"old"}
-    p = ablation.twin_paired(t, "GN G = 1 = LN")
+    p = analysis.twin_paired(t, "GN G = 1 = LN")
     assert p.n == 2 and p.mean == pytest.approx(-0.2) and math.isnan(p.p)
 
 
 def test_twin_paired_flags_a_systematic_shift():
     groups = [rec(s, 14.0 + 0.1 * s, cpg=1) for s in range(3)]
     batch = [rec(s, 13.45 + 0.1 * s + 0.01 * s * s, norm="in") for s in range(3)]
-    p = ablation.twin_paired(ablation.twin_runs(groups, batch), "GN C/G = 1 = IN")
+    p = analysis.twin_paired(analysis.twin_runs(groups, batch), "GN C/G = 1 = IN")
     assert p.n == 3 and p.significant and p.mean > 0

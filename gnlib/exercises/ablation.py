@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from ..paper import PAPER
 from .common import NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder, report
 
-__all__ = ["IN_CHANNELS", "ROW_NAMES", "TWINS", "WORSE_BY", "check_group_counts",
+__all__ = ["IN_CHANNELS", "ROW_NAMES", "WORSE_BY", "check_group_counts",
            "check_paper_reading", "group_costs", "instance_gap", "norm_inputs",
-           "reveal_instance_gap", "twin_paired", "twin_runs", "worse_than_best"]
+           "reveal_instance_gap", "worse_than_best"]
 
 
 def _is_int(v: Any) -> bool:
@@ -307,66 +307,3 @@ def group_costs(fit: Sequence[Tensor], y_fit: Tensor, test: Sequence[Tensor], y_
                          "values": cpg * hw, "scale_mismatch": mismatch,
                          "class_accuracy": 100 * acc})
     return pd.DataFrame(rows)
-
-
-
-# --------------------------------------------------------------------------------------
-# The noise floor: the same model and seeds, run at two commits
-# --------------------------------------------------------------------------------------
-#: GN settings of the ``groups`` grid that are, layer for layer, another norm of the
-#: ``batch-size`` grid at batch 32 (same model, same seeds): C/G = 1 is IN, G = 1 is LN, and
-#: G = 32 is the default GN.
-TWINS = (("C/G = 1", "in"), ("G = 1", "ln"), ("G = 32", "gn"))
-
-
-def _twin_mask(df, setting: str):
-    if setting == "C/G = 1":
-        return df["channels_per_group"] == 1
-    g = int(setting.split("=")[1])
-    return (df["groups"] == g) & df["channels_per_group"].isna()
-
-
-def twin_runs(groups: list[dict], batch_size: list[dict]):
-    """The runs of the same model and seed in the two files, side by side: one row per twin
-    pair and seed with both test errors, both commits and their difference (groups minus
-    batch-size), usable runs only."""
-    import pandas as pd
-
-    from ..analysis import runs_frame
-
-    def frame(records: list[dict]):
-        df = runs_frame(records)
-        df["commit"] = [r.get("git_commit", "?") for r in records]
-        return df[df["usable"]]
-
-    g, b = frame(groups), frame(batch_size)
-    b = b[(b["batch_size"] == 32) & (b["devices"] == 1) & (b["batching"] == "shuffled")]
-    rows = []
-    for setting, norm in TWINS:
-        mine = g[_twin_mask(g, setting) & (g["batch_size"] == 32)].set_index("seed")
-        other = b[b["norm"] == norm].set_index("seed")
-        for seed in sorted(set(mine.index) & set(other.index)):
-            rows.append({"twins": f"GN {setting} = {norm.upper()}", "seed": int(seed),
-                         "groups.jsonl": mine.loc[seed, "test_error"],
-                         "commit (groups)": mine.loc[seed, "commit"],
-                         "batch-size.jsonl": other.loc[seed, "test_error"],
-                         "commit (batch-size)": other.loc[seed, "commit"]})
-    out = pd.DataFrame(rows, columns=["twins", "seed", "groups.jsonl", "commit (groups)",
-                                      "batch-size.jsonl", "commit (batch-size)"])
-    out["difference"] = out["groups.jsonl"] - out["batch-size.jsonl"]
-    return out
-
-
-def twin_paired(twins, label: str):
-    """The seed-paired test (:class:`gnlib.analysis.Paired`) of one twin pair's difference:
-    what a test would conclude about two runs of the *same* model from two commits."""
-    from ..analysis import Paired, mean_se
-
-    d = twins[twins["twins"] == label]["difference"].tolist()
-    m, se, n = mean_se(d)
-    if n < 2 or not se > 0:
-        return Paired(m, se, float("nan"), max(n - 1, 0), float("nan"), n)
-    from scipy import stats
-
-    t = m / se
-    return Paired(m, se, t, n - 1, float(2 * stats.t.sf(abs(t), n - 1)), n)

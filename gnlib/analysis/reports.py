@@ -1,184 +1,16 @@
-r"""Tables, seed-paired statistics and verdict sentences from results records (pandas, no torch).
-
-Runs with the same seed share the initialization, the data order and the augmentation, so two
-configurations that differ only in the normalization are compared **seed by seed**: with
-:math:`d_k = e_A(k) - e_B(k)` over the :math:`n` seeds both finished,
-
-.. math::
-
-    \bar d \pm \mathrm{SE},\quad \mathrm{SE} = \frac{s_d}{\sqrt n},\qquad
-    t = \frac{\bar d}{\mathrm{SE}}\ \text{with}\ n - 1\ \text{degrees of freedom}
-
-(:func:`paired_difference`); a verdict says "worse" / "better" only when the two-sided
-:math:`p < 0.05` (with 3 seeds that needs :math:`|t| > 4.30`). Runs that diverged or did not
-train (:func:`gnlib.results.did_not_train`) are left out of every mean and counted.
-"""
+"""Tables and verdict sentences of each experiment, from records (seed-paired, runs that did
+not train left out and counted)."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
+from ..paper import METHOD_FACTS, NORM_LABELS
+from .frames import condition_order, history_frame, runs_frame  # noqa: F401  (history_frame: re-export)
+from .stats import Paired, mean_se, paired_difference, paired_test
 
-from .paper import METHOD_FACTS, NORM_LABELS
-
-__all__ = ["Paired", "bn_drift_frame", "condition_order", "condition_table", "describe_conditions",
-           "describe_figure1", "describe_paired", "describe_small_batch", "figure1_table",
-           "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
-           "non_iid_order", "paired_difference", "runs_frame", "summary_table"]
-
-ALPHA = 0.05
+__all__ = ["condition_table", "describe_conditions", "describe_figure1", "describe_small_batch",
+           "figure1_table", "last_epoch_change", "method_summary", "summary_table", "TWINS",
+           "twin_paired", "twin_runs"]
 
 
-# ---- names of batch conditions ------------------------------------------------------------
-def non_iid_label(c: dict) -> str:
-    """A readable name of a config's batch condition, e.g. ``"16 devices x 2, 1 class each"``."""
-    b, d, bt = c["batch_size"], c.get("devices", 1), c.get("batching", "shuffled")
-    what = {"shuffled": "i.i.d.", "non-iid-1": "1 class each", "non-iid-2": "2 classes each"}[bt]
-    if d == 1:
-        return "shuffled" if bt == "shuffled" else f"{bt[-1]} class{'es' if bt[-1] == '2' else ''} per batch"
-    return f"{d} devices x {b // d}" + (f", {what}" if b // d > 1 or bt != "shuffled" else "")
-
-
-def non_iid_order(c: dict) -> tuple[int, int]:
-    """Sort key of the conditions: shuffled, whole-batch non-i.i.d., i.i.d. devices (fewer
-    images per device last), non-i.i.d. devices."""
-    d, bt = c.get("devices", 1), c.get("batching", "shuffled")
-    return ((0 if bt == "shuffled" else 1) if d == 1 else (2 if bt == "shuffled" else 3), d)
-
-
-def condition_order(records: list[dict]) -> list[str]:
-    """The condition labels present in ``records``, in the order of :func:`non_iid_order`."""
-    configs = sorted((r["config"] for r in records), key=non_iid_order)
-    return list(dict.fromkeys(non_iid_label(c) for c in configs))
-
-
-# ---- frames ----------------------------------------------------------------------------------
-RUN_COLUMNS = ["norm", "groups", "condition", "channels_per_group", "batch_size", "slice", "seed",
-               "epochs", "batching", "devices", "test_error", "train_error",
-               "test_error_train_mode", "test_error_precise_bn", "diverged", "did_not_train",
-               "usable", "wall_s"]
-
-
-def runs_frame(records: list[dict]):
-    """One row per run: config columns, ``slice`` (images per device), the final metrics, and
-    ``usable`` (neither diverged nor did-not-train)."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        c = r["config"]
-        rows.append({"norm": c["norm"], "groups": c["groups"], "condition": non_iid_label(c),
-                     "channels_per_group": c["channels_per_group"], "batch_size": c["batch_size"],
-                     "slice": c["batch_size"] // c.get("devices", 1), "seed": c["seed"],
-                     "epochs": c["epochs"], "batching": c.get("batching", "shuffled"),
-                     "devices": c.get("devices", 1), "test_error": r["test_error"],
-                     "train_error": r["train_error"],
-                     "test_error_train_mode": r.get("test_error_train_mode"),
-                     "test_error_precise_bn": r.get("test_error_precise_bn"),
-                     "diverged": bool(r["diverged"]), "did_not_train": bool(r.get("did_not_train")),
-                     "wall_s": r.get("wall_s")})
-    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    df["usable"] = ~(df["diverged"] | df["did_not_train"])
-    floats = ("test_error", "train_error", "test_error_train_mode", "test_error_precise_bn")
-    return df.astype({k: float for k in floats})
-
-
-def history_frame(records: list[dict]):
-    """Long table of the per-epoch histories: norm, batch_size, devices, seed, condition,
-    epoch, split (``"train"`` / ``"test"``), error, and whether the run is ``usable``."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        c, h = r["config"], r["history"]
-        ok = not r["diverged"] and not r.get("did_not_train")
-        for i, ep in enumerate(h["epoch"]):
-            for split in ("train", "test"):
-                err = h[f"{split}_error"][i]
-                if err is not None:
-                    rows.append({"norm": c["norm"], "groups": c["groups"],
-                                 "channels_per_group": c["channels_per_group"],
-                                 "batch_size": c["batch_size"], "devices": c.get("devices", 1),
-                                 "seed": c["seed"], "condition": non_iid_label(c), "epoch": ep,
-                                 "split": split, "error": err, "usable": ok})
-    return pd.DataFrame(rows)
-
-
-def bn_drift_frame(records: list[dict]):
-    """Long table of BN's per-epoch running-statistics gap per run: norm, condition, seed,
-    epoch, var_ratio, mean_gap (runs without it are skipped)."""
-    import pandas as pd
-
-    rows = [{"norm": r["config"]["norm"], "condition": non_iid_label(r["config"]),
-             "seed": r["config"]["seed"], "epoch": e, "var_ratio": vr, "mean_gap": mg}
-            for r in records if "bn_var_ratio" in r["history"]
-            for e, vr, mg in zip(r["history"]["epoch"], r["history"]["bn_var_ratio"],
-                                 r["history"]["bn_mean_gap"]) if vr is not None]
-    return pd.DataFrame(rows, columns=["norm", "condition", "seed", "epoch", "var_ratio", "mean_gap"])
-
-
-# ---- statistics ------------------------------------------------------------------------------
-def mean_se(values) -> tuple[float, float, int]:
-    """Mean, standard error of the mean (NaN for one value) and count of the non-NaN values."""
-    v = [float(x) for x in values if x == x]
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, 0
-    m = sum(v) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) if n > 1 else math.nan
-    return m, sd / math.sqrt(n) if n > 1 else math.nan, n
-
-
-@dataclass(frozen=True)
-class Paired:
-    """A seed-paired difference A - B: mean, standard error, t, df = n - 1, two-sided p."""
-
-    mean: float
-    se: float
-    t: float
-    df: int
-    p: float
-    n: int
-
-    @property
-    def significant(self) -> bool:
-        return self.n > 1 and self.p < ALPHA
-
-    def verdict(self, worse: str = "worse", better: str = "better") -> str:
-        """``worse`` / ``better`` when significant at 5 %, else what the test says."""
-        if self.n < 2:
-            return "one seed pair only, no test"
-        if not self.significant:
-            return f"no significant difference (p = {self.p:.2f})"
-        return f"{worse if self.mean > 0 else better} (p = {self.p:.3f})"
-
-    def __str__(self) -> str:
-        se = f" ± {self.se:.2f}" if self.se == self.se else ""
-        return f"{self.mean:+.2f}{se} (n = {self.n})"
-
-
-def paired_difference(df, a: Callable, b: Callable, value: str = "test_error") -> Paired:
-    """Seed-paired ``value`` of the usable runs selected by ``a(df)`` minus those of ``b(df)``
-    (boolean masks); seeds present in both only."""
-    from scipy import stats
-
-    d = df[df["usable"]]
-    ea = d[a(d)].groupby("seed")[value].mean()
-    eb = d[b(d)].groupby("seed")[value].mean()
-    diff = (ea - eb).dropna()
-    m, se, n = mean_se(diff.tolist())
-    if n < 2 or not se > 0:
-        return Paired(m, se, math.nan, max(n - 1, 0), math.nan, n)
-    t = m / se
-    return Paired(m, se, t, n - 1, float(2 * stats.t.sf(abs(t), n - 1)), n)
-
-
-def describe_paired(name_a: str, name_b: str, p: Paired) -> str:
-    """One sentence: ``"A - B: +0.70 ± 0.10 (n = 3): worse (p = 0.020)"``."""
-    return f"{name_a} - {name_b}: {p}: {p.verdict()}"
-
-
-# ---- tables ----------------------------------------------------------------------------------
 def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_size"),
                   value: str = "test_error"):
     """Mean, standard error and number of usable seeds of ``value`` per group, and how many
@@ -341,3 +173,55 @@ def describe_figure1(table) -> list[str]:
                 parts.append(f"minus {name} {p}: {p.verdict()}")
         out.append("; ".join(parts))
     return out
+
+
+
+# --------------------------------------------------------------------------------------
+# The noise floor: the same model and seeds, run at two commits
+# --------------------------------------------------------------------------------------
+#: GN settings of the ``groups`` grid that are, layer for layer, another norm of the
+#: ``batch-size`` grid at batch 32 (same model, same seeds): C/G = 1 is IN, G = 1 is LN, and
+#: G = 32 is the default GN.
+TWINS = (("C/G = 1", "in"), ("G = 1", "ln"), ("G = 32", "gn"))
+
+
+def _twin_mask(df, setting: str):
+    if setting == "C/G = 1":
+        return df["channels_per_group"] == 1
+    g = int(setting.split("=")[1])
+    return (df["groups"] == g) & df["channels_per_group"].isna()
+
+
+def twin_runs(groups: list[dict], batch_size: list[dict]):
+    """The runs of the same model and seed in the two files, side by side: one row per twin
+    pair and seed with both test errors, both commits and their difference (groups minus
+    batch-size), usable runs only."""
+    import pandas as pd
+
+    def frame(records: list[dict]):
+        df = runs_frame(records)
+        df["commit"] = [r.get("git_commit", "?") for r in records]
+        return df[df["usable"]]
+
+    g, b = frame(groups), frame(batch_size)
+    b = b[(b["batch_size"] == 32) & (b["devices"] == 1) & (b["batching"] == "shuffled")]
+    rows = []
+    for setting, norm in TWINS:
+        mine = g[_twin_mask(g, setting) & (g["batch_size"] == 32)].set_index("seed")
+        other = b[b["norm"] == norm].set_index("seed")
+        for seed in sorted(set(mine.index) & set(other.index)):
+            rows.append({"twins": f"GN {setting} = {norm.upper()}", "seed": int(seed),
+                         "groups.jsonl": mine.loc[seed, "test_error"],
+                         "commit (groups)": mine.loc[seed, "commit"],
+                         "batch-size.jsonl": other.loc[seed, "test_error"],
+                         "commit (batch-size)": other.loc[seed, "commit"]})
+    out = pd.DataFrame(rows, columns=["twins", "seed", "groups.jsonl", "commit (groups)",
+                                      "batch-size.jsonl", "commit (batch-size)"])
+    out["difference"] = out["groups.jsonl"] - out["batch-size.jsonl"]
+    return out
+
+
+def twin_paired(twins, label: str):
+    """The seed-paired test (:class:`gnlib.analysis.Paired`) of one twin pair's difference:
+    what a test would conclude about two runs of the *same* model from two commits."""
+    return paired_test(twins[twins["twins"] == label]["difference"].tolist())
