@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from gnlib.paper import PAPER  # noqa: E402
-from gnlib.plots.results import (group_sweep, plot_group_costs, plot_groups,  # noqa: E402
-                                 plot_renorm)
+from gnlib.plots import (group_sweep, plot_group_costs, plot_groups,  # noqa: E402
+                         plot_renorm)
 from gnlib.widgets import renorm_example, renorm_explorer, renorm_readout  # noqa: E402
 
 

@@ -63,7 +63,7 @@ def renorm_explorer(r_max: float = 1.5, d_max: float = 0.5) -> Any:
     numbers of :func:`renorm_readout`. ``box.state`` holds the current example (for tests)."""
     import ipywidgets as widgets
 
-    from ..plots.results import plot_renorm
+    from ..plots.beyond import plot_renorm
 
     style = dict(continuous_update=False, step=0.25, readout_format=".2f",
                  style={"description_width": "50px"}, layout=widgets.Layout(width="320px"))
