@@ -243,15 +243,15 @@ def test_package_keeps_every_public_name_of_the_old_module():
 
 
 # ---- Exercise 2a: d x_hat_k / d x_j, and the derivation it unlocks -----------------------
-from gnlib.exercises import implementing  # noqa: E402
+from gnlib.exercises import derivation, implementing  # noqa: E402
 from gnlib.exercises.implementing_mistakes import DXHAT_HINTS, dxhat_variant  # noqa: E402
 
 
 @pytest.fixture
 def fresh_record(monkeypatch):
     """No exercise passed yet in this 'session' (the record is module state)."""
-    monkeypatch.setattr(implementing, "_SOLVED", set())
-    return implementing._SOLVED
+    monkeypatch.setattr(derivation, "_SOLVED", set())
+    return derivation._SOLVED
 
 
 def _jac(rule):
@@ -321,7 +321,7 @@ def test_m_for_d_is_caught_on_the_unbiased_set_and_says_where(fresh_record):
 
 def test_model_jacobian_matches_autograd_and_passes(fresh_record):
     for m, unbiased, eps in implementing.JACOBIAN_CASES:
-        J, x_hat, r, D = implementing._one_set(m, unbiased, eps, seed=0)
+        J, x_hat, r, D = derivation._one_set(m, unbiased, eps, seed=0)
         torch.testing.assert_close(dxhat_variant(x_hat, r, m, D), J)
         mine = torch.tensor([[float(solutions.d_xhat_d_x(k, j, x_hat, r, m, D)) for j in range(m)]
                              for k in range(m)], dtype=torch.float64)

@@ -3,14 +3,13 @@ r"""Checkers for notebook 03's exercises, with specific feedback.
 * :func:`check_forward` — exercise 1, ``fn(x, num_groups, weight, bias, eps) -> y`` with
   :math:`y = \gamma\,(x-\mu_i)/\sqrt{\sigma_i^2+\epsilon} + \beta` (Eq. 1, 2, 6) over the sets
   :math:`S_i` of GN (Eq. 7), :math:`\sigma_i^2` being the variance of :math:`S_i`.
-* :func:`check_d_xhat_d_x` — exercise 2a, an inline formula ``fn(k, j, x_hat, r, m, D) ->``
-  :math:`\partial\hat x_k/\partial x_j` for one set of ``m`` values; the first pass is recorded
-  and unlocks :func:`reveal_backward_derivation` (the derivation of (B1)-(B2)).
+* :func:`check_d_xhat_d_x` — exercise 2a (:mod:`~gnlib.exercises.derivation`, re-exported
+  here): :math:`\partial\hat x_k/\partial x_j` of one set; a pass unlocks
+  :func:`reveal_backward_derivation`.
 * :func:`check_backward` — exercise 2b, ``fn(dy, x, mean, rstd, num_groups, weight) ->
   (dx, dweight, dbias)`` with ``mean``, ``rstd`` of shape ``(N, G)``.
-* :func:`reveal_saved_memory` — predict, then reveal: the KiB that the reference and gnlib keep
-  for backward, revealed from a measurement (:func:`gnlib.bench.saved_memory`) only once a
-  prediction is recorded; :func:`saved_by_layer` measures what each layer of a block keeps.
+* :func:`reveal_saved_memory`, :func:`saved_by_layer` — the memory each implementation and
+  each layer keeps (:mod:`~gnlib.exercises.memory`, re-exported here).
 * :func:`with_backward` turns a backward of that signature into a differentiable
   ``group_norm`` (an :class:`torch.autograd.Function`), e.g. for ``gradcheck``.
 
@@ -23,21 +22,20 @@ Kronecker delta, ...), to name the mistake. It prints its verdict and returns a
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .. import solutions
-from ..bench import SavedMemory, fwd_and_grads
+from ..bench import fwd_and_grads
 from ..norms import group_norm_reference
-from .common import (NOT_ANSWERED, NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult,
-                     call_student, is_placeholder, report)
-from .implementing_mistakes import (DX_HINTS, DXHAT_HINTS, FORWARD_HINTS, dx_variant,
-                                    dxhat_variant, forward_variant)
+from .common import NOT_IMPLEMENTED, CheckResult, call_student, report
+from .derivation import JACOBIAN_CASES, check_d_xhat_d_x, reveal_backward_derivation
+from .implementing_mistakes import DX_HINTS, FORWARD_HINTS, dx_variant, forward_variant
+from .memory import (MEMORY_GROUPS, MEMORY_SHAPE, LayerSaved, format_saved_by_layer,
+                     reveal_saved_memory, saved_by_layer)
 
 __all__ = [
     "CASES",
@@ -161,120 +159,6 @@ def check_forward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
 
 
 # --------------------------------------------------------------------------------------
-# Exercise 2a: d x_hat_k / d x_j of one set, then the derivation is revealed
-# --------------------------------------------------------------------------------------
-#: ``(m, unbiased, eps)`` of the sets the Jacobian is checked on: the biased ``D = m`` first
-#: (it tells the paths apart), then the unbiased ``D = m - 1`` (it tells m from D), a large eps.
-JACOBIAN_CASES = ((6, False, 1e-5), (5, True, 1e-5), (4, False, 0.5))
-
-#: Exercises passed in this Python session; a pass of ``"2a"`` unlocks the derivation.
-_SOLVED: set[str] = set()
-
-
-def _one_set(m: int, unbiased: bool, eps: float, seed: int) -> tuple[Tensor, Tensor, float, int]:
-    """``(J, x_hat, r, D)`` of one set of ``m`` float64 values; ``J[k, j]`` from autograd."""
-    gen = torch.Generator().manual_seed(seed + m)
-    x = 2 + 1.5 * torch.randn(m, generator=gen, dtype=torch.float64)
-    D = m - 1 if unbiased else m
-
-    def x_hat_of(v: Tensor) -> Tensor:
-        mu = v.sum() / m
-        return (v - mu) * torch.rsqrt(((v - mu) ** 2).sum() / D + eps)
-
-    J = torch.autograd.functional.jacobian(x_hat_of, x)
-    r = float(torch.rsqrt(((x - x.mean()) ** 2).sum() / D + eps))
-    return J, x_hat_of(x), r, D
-
-
-def _student_jacobian(fn: Callable[..., Any], x_hat: Tensor, r: float, m: int,
-                      D: int) -> tuple[Tensor | None, str | None]:
-    """``fn`` evaluated on every ``(k, j)``, or ``(None, problem)``."""
-    J = torch.empty(m, m, dtype=torch.float64)
-    for k in range(m):
-        for j in range(m):
-            out, problem = call_student(fn, k, j, x_hat.clone(), r, m, D)
-            if out is ... or problem == NOT_IMPLEMENTED:
-                return None, NOT_ANSWERED
-            if problem is not None:
-                return None, f"{problem} (at k={k}, j={j})"
-            if isinstance(out, Tensor) and out.numel() != 1:
-                return None, (f"return one number, d x_hat_k / d x_j for the given k and j; got a "
-                              f"tensor of shape {tuple(out.shape)} (x_hat[k] is x_hat_k)")
-            try:
-                J[k, j] = float(out)
-            except (TypeError, ValueError, RuntimeError):
-                return None, f"return one number (a float or a 0-d tensor), got {out!r:.60}"
-    return J, None
-
-
-def _jacobian_feedback(got: Tensor, expected: Tensor, x_hat: Tensor, r: float, m: int,
-                       D: int) -> str:
-    """What is wrong with ``got``: a named mistake, else where the error sits, and one entry."""
-    close = lambda a, b: torch.allclose(a, b, rtol=_RTOL, atol=_ATOL)  # noqa: E731
-    bad = (~torch.isclose(got, expected, rtol=_RTOL, atol=_ATOL)).nonzero()[0].tolist()
-    entry = (f"entry (k={bad[0]}, j={bad[1]}): got {float(got[tuple(bad)]):.4f}, expected "
-             f"{float(expected[tuple(bad)]):.4f}")
-    for kw, hint in DXHAT_HINTS:
-        variant = dxhat_variant(x_hat, r, m, D, **kw)
-        if not close(variant, expected) and close(got, variant):
-            return f"{entry}\n  Likely cause: {hint}"
-    off = ~torch.eye(m, dtype=torch.bool)
-    if not close(got, got.T):
-        why = ("your matrix is not symmetric in k and j, but the true one is (x_hat_k x_hat_j): "
-               "check that you use x_hat[k] and x_hat[j], not one of them twice")
-    elif close(got[off], expected[off]):
-        why = ("the entries with k != j are right, the diagonal (k == j) is not: look at the "
-               "direct term, r times the Kronecker delta")
-    elif close(got.diagonal(), expected.diagonal()):
-        why = ("the diagonal (k == j) is right, the entries with k != j are not: every x_j moves "
-               "mu and sigma, so x_hat_k depends on x_j also when k != j")
-    else:
-        why = "compare each path with the derivative of x_hat_k = (x_k - mu) r by the product rule"
-    return f"{entry}\n  {why}"
-
-
-def check_d_xhat_d_x(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
-    r"""Check ``fn(k, j, x_hat, r, m, D) ->`` :math:`\partial\hat x_k/\partial x_j` for one set
-    of ``m`` values (``x_hat`` a 1-D tensor, ``r = 1/sqrt(sigma^2 + eps)``, ``sigma^2`` dividing
-    by ``D``) against autograd's Jacobian on :data:`JACOBIAN_CASES`. A pass is recorded and
-    unlocks :func:`reveal_backward_derivation`."""
-    title = "Exercise 2a (d x_hat_k / d x_j)"
-    for m, unbiased, eps in JACOBIAN_CASES:
-        J, x_hat, r, D = _one_set(m, unbiased, eps, seed)
-        where = (f"for a set of m = {m} values, D = {'m - 1' if unbiased else 'm'} = {D} "
-                 f"({'unbiased' if unbiased else 'biased'} variance), eps = {eps:g}")
-        got, problem = _student_jacobian(fn, x_hat, r, m, D)
-        if problem is not None:
-            return report(title, False, problem if problem == NOT_ANSWERED
-                          else f"{problem}\n  ({where})")
-        if not torch.allclose(got, J, rtol=_RTOL, atol=_ATOL):
-            return report(title, False, f"wrong {where}:\n  "
-                          + _jacobian_feedback(got, J, x_hat, r, m, D))
-    _SOLVED.add("2a")
-    return report(title, True, f"{len(JACOBIAN_CASES)} sets (D = m and D = m - 1, small and large "
-                  "eps): every entry matches autograd's Jacobian. The derivation is unlocked.")
-
-
-def reveal_backward_derivation() -> CheckResult:
-    """Show the derivation of (B1)-(B2) (Markdown) once :func:`check_d_xhat_d_x` has passed in
-    this session; before that, refuse and say how to unlock it."""
-    title = "Derivation of (B1)-(B2)"
-    if "2a" not in _SOLVED:
-        return report(title, False, "try Exercise 2a first: nothing is revealed before your "
-                      "d x_hat_k / d x_j passes check_d_xhat_d_x (then run this cell again)",
-                      ("revealed", "locked"))
-    result = report(title, True, "your d x_hat_k / d x_j passed; from it to (B1)-(B2):",
-                    ("revealed", "locked"))
-    try:
-        from IPython.display import Markdown, display
-    except ImportError:  # pragma: no cover - IPython comes with Jupyter
-        print(solutions.BACKWARD_DERIVATION)
-    else:
-        display(Markdown(solutions.BACKWARD_DERIVATION))
-    return result
-
-
-# --------------------------------------------------------------------------------------
 # Exercise 2b: the backward pass
 # --------------------------------------------------------------------------------------
 def _expected_grads(case: Case, seed: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
@@ -317,117 +201,6 @@ def check_backward(fn: Callable[..., Any], seed: int = 0) -> CheckResult:
                 return report(title, False, problem.replace("is wrong", "(gradient mismatch)"))
     return report(title, True, f"{len(CASES)} cases (2D to 5D inputs, G = 1 to C): dx, "
                    "dweight and dbias match autograd")
-
-
-# --------------------------------------------------------------------------------------
-# Predict, then reveal: the memory each implementation keeps for backward
-# --------------------------------------------------------------------------------------
-#: The input of the prediction: a ResNet-like feature map, GN's default G = 32, float32.
-MEMORY_SHAPE, MEMORY_GROUPS = (2, 64, 28, 28), 32
-_WHY_SAVED = {
-    "reference": ("autograd keeps what each recorded operation needs for its own backward: "
-                  "x - mu for the square, x - mu again for the division (the code computes it "
-                  "twice) and x_hat for the product with gamma"),
-    "gnlib": ("the hand-derived backward rebuilds x_hat from x and the per-group mean and rstd "
-              "(2 N G numbers), so it keeps those and no x_hat"),
-}
-
-
-def _memory_feedback(name: str, p: float, measured: float, x_kib: float) -> str:
-    if abs(p - measured) <= 0.1 * measured:
-        return "right"
-    if abs(p - 1024 * measured) <= 0.1 * 1024 * measured:
-        return "that is the number of bytes; the question asks KiB (1 KiB = 1024 bytes)"
-    side = "above" if p > measured else "below"
-    text = f"{abs(p - measured) / measured:.0%} {side}"
-    if name == "gnlib" and p < 0.5 * x_kib:
-        text += ": the statistics alone are not enough, (B1) needs x_hat, so x must stay alive"
-    return text
-
-
-def reveal_saved_memory(prediction: Any, memory: Mapping[str, SavedMemory],
-                        shape: Sequence[int] = MEMORY_SHAPE) -> CheckResult:
-    """Reveal the KiB that ``"reference"`` and ``"gnlib"`` keep for backward (``memory``, as
-    measured by :func:`gnlib.bench.saved_memory` on a float32 input of ``shape``) only once
-    ``prediction = {"reference": KiB, "gnlib": KiB}`` is recorded."""
-    title = "Prediction (KiB saved for backward)"
-    names = ("reference", "gnlib")
-    if is_placeholder(prediction) or (isinstance(prediction, Mapping)
-                                      and all(is_placeholder(v) for v in prediction.values())):
-        return report(title, False, NOT_PREDICTED)
-    if not isinstance(prediction, Mapping):
-        return report(title, False, 'predict a dict {"reference": KiB, "gnlib": KiB}, got '
-                      f"{prediction!r:.40}")
-    missing = [n for n in names if is_placeholder(prediction.get(n))]
-    if missing:
-        return report(title, False, f"predict both: still missing {missing}")
-    if not all(isinstance(prediction[n], (int, float)) and not isinstance(prediction[n], bool)
-               for n in names):
-        return report(title, False, "predict numbers (KiB), e.g. 392 or 2 * 392")
-    numel = math.prod(shape)
-    x_kib = numel * 4 / 1024
-    lines, passed = [], True
-    for name in names:
-        p, measured = float(prediction[name]), memory[name].total / 1024
-        big = sum(math.prod(s) == numel for s in memory[name].shapes)
-        keeps_x = memory[name].total - memory[name].new >= 4 * numel   # x's own storage saved
-        verdict = _memory_feedback(name, p, measured, x_kib)
-        passed &= verdict == "right"
-        lines.append(f"{name}: you predicted {p:,.1f} KiB; measured {measured:,.1f} KiB = "
-                     f"{measured / x_kib:.2f} x the input's {x_kib:,.1f} KiB ({verdict})\n"
-                     f"    tensors of x's size kept: {big}, x itself among them: "
-                     f"{'yes' if keeps_x else 'no'}. Why: {_WHY_SAVED[name]}.")
-    return report(title, passed, f"x of shape {tuple(shape)}, float32\n  " + "\n  ".join(lines),
-                  REVEALED)
-
-
-@dataclass(frozen=True)
-class LayerSaved:
-    """What one layer's forward keeps for backward, in bytes, by what the tensor is."""
-
-    name: str
-    input: int = 0          # the layer's own input
-    output: int = 0         # the layer's own output
-    parameters: int = 0     # its weight, bias
-    other: int = 0          # tensors it computed (statistics, intermediates)
-
-
-def saved_by_layer(layers: Sequence[tuple[str, Callable[[Tensor], Tensor]]],
-                   x: Tensor) -> list[LayerSaved]:
-    """Run ``x`` through ``layers`` (``(name, layer)`` pairs) in turn and measure, with
-    :func:`torch.autograd.graph.saved_tensors_hooks`, what each layer keeps for backward:
-    its input, its output, its parameters or other tensors (distinct storages, in bytes)."""
-    rows = []
-    for name, layer in layers:
-        saved: dict[int, int] = {}
-
-        def pack(t: Tensor) -> Tensor:
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = layer(x)
-        params = getattr(layer, "parameters", lambda: iter(()))()
-        kinds = {x.untyped_storage().data_ptr(): "input", out.untyped_storage().data_ptr(): "output"}
-        kinds.update({p.untyped_storage().data_ptr(): "parameters" for p in params})
-        sizes = {"input": 0, "output": 0, "parameters": 0, "other": 0}
-        for ptr, nbytes in saved.items():
-            sizes[kinds.get(ptr, "other")] += nbytes
-        rows.append(LayerSaved(name, **sizes))
-        x = out
-    return rows
-
-
-def format_saved_by_layer(rows: Sequence[LayerSaved]) -> str:
-    """Text table of :func:`saved_by_layer` in KiB."""
-    width = max(len(r.name) for r in rows) + 2
-    cols = ("its input", "its output", "parameters", "other")
-    lines = [f"{'layer':<{width}}" + "".join(f"{c:>12}" for c in cols)
-             + "   (KiB saved for backward)"]
-    for r in rows:
-        values = (r.input, r.output, r.parameters, r.other)
-        lines.append(f"{r.name:<{width}}" + "".join(f"{v / 1024:>12,.1f}" for v in values))
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------
