@@ -242,3 +242,22 @@ def test_rerun_reused_runs_only_the_reused_configs_and_reproduces_them(tmp_path)
     assert own[0]["history"]["train_loss"] == first["history"]["train_loss"]
     run_grid("non-iid", "quick", configs=[c1, c2], rerun_reused=True, **quiet)
     assert len(load_results(tmp_path / "non-iid.jsonl")) == 1     # done: not rerun
+
+
+def test_figure1_grid_and_the_gpu_preset():
+    from gnlib.experiments import figure1_configs
+    from gnlib.models import norm_layers
+    from gnlib.train import prepare_model
+
+    full = grid("figure1", "full", seeds=3)
+    assert len(full) == 27 and {c.batch_size for c in full} == {32}
+    assert sorted({32 // c.devices for c in full if c.norm == "bn"}) == [1, 2, 4, 8, 16, 32]
+    assert {c.norm for c in full if c.devices == 1} == {"bn", "gn", "ln", "in"}
+    assert all(c.train_size == 60000 and c.augment and c.median_last == 1 for c in full)
+    assert [c.seed for c in full] == sorted(c.seed for c in full)        # seed-major
+    gpu = figure1_configs("gpu", 0)
+    gn = next(c for c in gpu if c.norm == "gn")
+    layers = norm_layers(prepare_model(gn, _torch.device("cpu")))
+    assert len(layers) == 21 and min(m.num_channels // m.num_groups for m in layers) >= 2
+    with pytest.raises(ValueError, match="figure1 only"):
+        grid("groups", "gpu")
