@@ -259,5 +259,5 @@ def test_figure1_grid_and_the_gpu_preset():
     gn = next(c for c in gpu if c.norm == "gn")
     layers = norm_layers(prepare_model(gn, _torch.device("cpu")))
     assert len(layers) == 21 and min(m.num_channels // m.num_groups for m in layers) >= 2
-    with pytest.raises(ValueError, match="figure1 only"):
+    with pytest.raises(ValueError, match="figure1 experiment only"):
         grid("groups", "gpu")
