@@ -46,8 +46,8 @@ CASES = [
                numbers=True),
     SliderCase("02-G-slider", "notebooks/02_normalization_sets_3d.ipynb", r"^\s*G\b", True,
                numbers=True),
-    SliderCase("05-batch-size-slider", "notebooks/05_batch_size_plot.ipynb",
-               r"batch|^\s*B\b|^\s*N\b", False),
+    SliderCase("05-images-per-device-slider", "notebooks/05_batch_size_plot.ipynb",
+               r"^\s*images per device", True),
     SliderCase("06-G-slider", "notebooks/06_group_ablation.ipynb", r"^\s*G\b", True),
     SliderCase("07-r_max-slider", "notebooks/07_beyond_group_norm.ipynb", r"^\s*r_max\b", True,
                numbers=True),
@@ -653,10 +653,9 @@ def test_train_now_button_trains_and_redraws(lab, browser):
 
 
 # ---- notebook 05: the batch statistics of real activations (slice-size slider) ---------------
-#: ``gnlib.widgets.batch_statistics_explorer``'s slider is labelled "slice size". Not required
-#: until notebook 05 has the widget's cell: then set ``required=True``.
+#: ``gnlib.widgets.batch_statistics_explorer``'s slider is labelled "slice size".
 BATCH_STATS_CASE = SliderCase("05-batch-statistics-slider", "notebooks/05_batch_size_plot.ipynb",
-                              r"^\s*slice size", False, numbers=True)
+                              r"^\s*slice size", True, numbers=True)
 
 
 def test_batch_statistics_slider_redraws(lab, browser):
