@@ -133,7 +133,7 @@ class ActivationMoments:
     """
 
     def __init__(self, model: nn.Module, x: Tensor, example: int = 0, batch_size: int = 256):
-        from .diagnostics import bn_layers
+        from .diagnostics import bn_layers, collect_inputs
 
         if not 0 <= example < len(x):
             raise ValueError(f"example must index one of the {len(x)} images, got {example}")
@@ -144,28 +144,17 @@ class ActivationMoments:
         self.n_images, self.example = len(x), example
         sums: list[list[tuple[Tensor, Tensor]]] = [[] for _ in layers]
         kept: dict[int, Tensor] = {}
-        start = {"i": 0}
+        seen = [0] * len(layers)                                 # images before this batch
 
         def hook(i: int, inp: Tensor) -> None:
             v = inp.detach().double().flatten(2)                 # (n, C, H*W)
             sums[i].append((v.mean(2), (v * v).mean(2)))
-            j = example - start["i"]
+            j = example - seen[i]
             if 0 <= j < len(inp):
                 kept[i] = inp[j].detach().float().contiguous().clone()
+            seen[i] += len(inp)
 
-        handles = [m.register_forward_hook(lambda m, a, out, i=i: hook(i, a[0]))
-                   for i, m in enumerate(layers)]
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for b in range(0, len(x), batch_size):
-                    start["i"] = b
-                    model(x[b:b + batch_size])
-        finally:
-            model.train(was)
-            for h in handles:
-                h.remove()
+        collect_inputs(model, layers, x, batch_size, hook)
         self.layers = [
             LayerMoments(names[m], tuple(kept[i].shape), torch.cat([s[0] for s in sums[i]]),
                          torch.cat([s[1] for s in sums[i]]), kept[i],

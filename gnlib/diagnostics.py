@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["batch_statistics_deviation", "bn_final_report", "bn_layers", "bn_statistics_gap",
-           "evaluate", "layer_report", "norm_input_shapes", "precise_bn"]
+           "collect_inputs", "evaluate", "layer_report", "norm_input_shapes", "precise_bn"]
 
 
 @torch.no_grad()
@@ -54,9 +54,11 @@ def bn_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in norm_layers(model) if getattr(m, "running_mean", None) is not None]
 
 
-def _collect_inputs(model: nn.Module, layers: list[nn.Module], x: Tensor, batch_size: int,
-                    reduce) -> None:
-    """Run ``model`` in eval mode over ``x`` and call ``reduce(layer_index, input)``."""
+def collect_inputs(model: nn.Module, layers: list[nn.Module], x: Tensor, batch_size: int,
+                   reduce) -> None:
+    """Run ``model`` in eval mode, without gradients, over ``x`` in batches of ``batch_size``
+    and call ``reduce(layer_index, input)`` with the input of each of ``layers``, batch by
+    batch in order (the model's mode is restored and the hooks removed afterwards)."""
     handles = [m.register_forward_hook(lambda m, inp, out, i=i: reduce(i, inp[0]))
                for i, m in enumerate(layers)]
     was = model.training
@@ -93,7 +95,7 @@ def bn_statistics_gap(model: nn.Module, x: Tensor, batch_size: int = 1000) -> di
         s[0] = s[0] + v.sum(dims); s[1] = s[1] + (v * v).sum(dims)
         s[2] += v.numel() // v.shape[1]
 
-    _collect_inputs(model, layers, x, batch_size, add)
+    collect_inputs(model, layers, x, batch_size, add)
     gaps, ratios = [], []
     for i, m in enumerate(layers):
         s1, s2, n = sums[i]
@@ -129,7 +131,7 @@ def batch_statistics_deviation(model: nn.Module, x: Tensor, batches: Tensor, dev
     if B % devices:
         raise ValueError(f"batch {B} cannot be split into {devices} equal slices")
     feats: list[Tensor] = []
-    _collect_inputs(model, layers[layer:layer + 1], x, 1000, lambda i, v: feats.append(v))
+    collect_inputs(model, layers[layer:layer + 1], x, 1000, lambda i, v: feats.append(v))
     f = torch.cat(feats).double()                                   # (n, C, H, W)
     mu = f.mean(dim=(0, 2, 3))
     var = f.var(dim=(0, 2, 3), unbiased=False)
@@ -191,7 +193,7 @@ def layer_report(model: nn.Module, x: Tensor, slice_size: int,
         a["n"] += v.numel() // C
         a["mu"].append(per.mean((1, 3))); a["var"].append(per.var((1, 3), unbiased=False))
 
-    _collect_inputs(model, layers, x, batch, add)
+    collect_inputs(model, layers, x, batch, add)
     out: dict[str, list[float]] = {k: [] for k in ("running_mean_gap", "running_var_ratio",
                                                    "slice_mean_dev", "slice_var_ratio")}
     for i, layer in enumerate(layers):
@@ -237,6 +239,6 @@ def norm_input_shapes(model: nn.Module, image_size: tuple[int, ...] = (1, 28, 28
 
     shapes: list[tuple] = []
     layers = norm_layers(model)
-    _collect_inputs(model, layers, torch.zeros(1, *image_size), 1,
+    collect_inputs(model, layers, torch.zeros(1, *image_size), 1,
                     lambda i, v: shapes.append(tuple(v.shape[1:])))
     return shapes

@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from ..paper import PAPER
-from .common import NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder, report
+from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder,
+                     keyed_answer, report)
 
 __all__ = ["IN_CHANNELS", "ROW_NAMES", "WORSE_BY", "check_group_counts",
            "check_paper_reading", "group_costs", "instance_gap", "norm_inputs",
@@ -151,13 +152,11 @@ def check_paper_reading(answer: Mapping[str, Any], paper: Mapping = PAPER) -> Ch
     """Check ``answer = {"G": [...], "C/G": [...]}``: the settings of Table 3 at least
     :data:`WORSE_BY` points worse than the best of their row."""
     title = "Exercise 2 (reading Table 3)"
-    if is_placeholder(answer) or all(is_placeholder(v) for v in answer.values()):
-        return report(title, False, NOT_ANSWERED)
-    names = {str(k).upper().replace(" ", ""): v for k, v in answer.items()}
-    missing = [n for n in ROW_NAMES.values() if n not in names or is_placeholder(names[n])]
-    if missing:
-        return report(title, False, f"answer both rows: still missing {missing} "
-                      "(an empty list [] if no setting qualifies)")
+    names, problem = keyed_answer(answer, tuple(ROW_NAMES.values()), "answer both rows",
+                                  key=lambda k: k.upper().replace(" ", ""))
+    if problem is not None:
+        return report(title, False, problem + (" (an empty list [] if no setting qualifies)"
+                                               if "missing" in problem else ""))
     rows = {name: paper[key] for key, name in ROW_NAMES.items()}
     malformed = [p for n in ROW_NAMES.values() for p in _row_feedback(n, rows[n], names[n])
                  if "give a list" in p]
@@ -233,22 +232,12 @@ def reveal_instance_gap(prediction: Any, records: list[dict], paper: Mapping = P
 def norm_inputs(model: nn.Module, x: Tensor, batch: int = 500) -> list[Tensor]:
     """The input of every normalization layer of ``model`` (eval mode, no gradient), in
     forward order, for the images ``x``."""
+    from ..diagnostics import collect_inputs
     from ..models import norm_layers
 
     layers = norm_layers(model)
     caught: list[list[Tensor]] = [[] for _ in layers]
-    hooks = [m.register_forward_hook(lambda m, i, o, k=k: caught[k].append(i[0].detach()))
-             for k, m in enumerate(layers)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch):
-                model(x[start:start + batch])
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    collect_inputs(model, layers, x, batch, lambda k, v: caught[k].append(v.detach()))
     return [torch.cat(c).float().contiguous() for c in caught]
 
 

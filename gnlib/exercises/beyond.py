@@ -22,17 +22,13 @@ from typing import Any
 import torch
 
 from ..paper import PAPER
-from .common import NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder, report
+from .common import (NOT_PREDICTED, REVEALED, CheckResult, as_number, is_placeholder,
+                     keyed_answer, report)
 
 __all__ = ["RENORM_LABELS", "SYNC_SETUP", "br_vs_bn", "check_renorm_values", "check_syncbn_count",
            "renorm_bn_gap", "renorm_comparisons", "renorm_frame", "renorm_identity",
            "reveal_br_vs_bn"]
 
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v)
 
 
 # --------------------------------------------------------------------------------------
@@ -69,7 +65,7 @@ def renorm_bn_gap(r_max: float, d_max: float, seed: int = 0) -> float:
 
 
 def _rd_feedback(r: Any, d: Any, right: tuple[float, float]) -> list[str]:
-    rv, dv = _number(r), _number(d)
+    rv, dv = as_number(r), as_number(d)
     if rv is None or dv is None:
         return [f"give r and d as numbers, got r = {r!r:.20}, d = {d!r:.20}"]
     if math.isclose(rv, right[1], abs_tol=1e-6) and math.isclose(dv, right[0], abs_tol=1e-6) \
@@ -94,7 +90,7 @@ def _rd_feedback(r: Any, d: Any, right: tuple[float, float]) -> list[str]:
 
 
 def _bounds_feedback(r_max: Any, d_max: Any) -> list[str]:
-    rm, dm = _number(r_max), _number(d_max)
+    rm, dm = as_number(r_max), as_number(d_max)
     if rm is None or dm is None:
         return [f"give r_max and d_max as numbers, got {r_max!r:.20}, {d_max!r:.20}"]
     if rm < 1:
@@ -122,12 +118,9 @@ def check_renorm_values(answer: Mapping[str, Any]) -> CheckResult:
     batch statistics equal the running ones, and the bounds for which BR trains as BN."""
     title = "Exercise 1 (Batch Renorm's r and d)"
     keys = ("r", "d", "r_max", "d_max")
-    if is_placeholder(answer) or all(is_placeholder(v) for v in answer.values()):
-        return report(title, False, NOT_ANSWERED)
-    answer = {str(k).lower(): v for k, v in answer.items()}
-    missing = [k for k in keys if k not in answer or is_placeholder(answer[k])]
-    if missing:
-        return report(title, False, f"answer all four: still missing {missing}")
+    answer, problem = keyed_answer(answer, keys, "answer all four")
+    if problem is not None:
+        return report(title, False, problem)
     right = renorm_identity()
     wrong = _rd_feedback(answer["r"], answer["d"], right)
     wrong += _bounds_feedback(answer["r_max"], answer["d_max"])
@@ -180,13 +173,9 @@ def check_syncbn_count(answer: Mapping[str, Any], setup: Mapping[str, int] = SYN
     channel's mean and variance average over, for ``setup`` (devices x images per device,
     C channels at H x W)."""
     title = "Exercise 2 (values per statistic across devices)"
-    if is_placeholder(answer) or all(is_placeholder(v) for v in answer.values()):
-        return report(title, False, NOT_ANSWERED)
-    answer = {str(k).lower(): v for k, v in answer.items()}
-    missing = [k for k in ("syncbn", "per_device_bn") if k not in answer
-               or is_placeholder(answer[k])]
-    if missing:
-        return report(title, False, f"answer both: still missing {missing}")
+    answer, problem = keyed_answer(answer, ("syncbn", "per_device_bn"), "answer both")
+    if problem is not None:
+        return report(title, False, problem)
     D, n, HW = setup["devices"], setup["per_device"], setup["H"] * setup["W"]
     products = _count_products(setup)
     right = {"syncbn": D * n * HW, "per_device_bn": n * HW}
@@ -223,7 +212,7 @@ def reveal_br_vs_bn(prediction: Any, records: list[dict], batch_size: int = 2,
     title = f"Prediction (Batch Renorm minus BN at batch {batch_size}, in points)"
     if is_placeholder(prediction):
         return report(title, False, NOT_PREDICTED)
-    p = _number(prediction)
+    p = as_number(prediction)
     if p is None:
         return report(title, False, f"predict a number of points, got {prediction!r:.40}")
     gap = br_vs_bn(records, batch_size)

@@ -6,12 +6,12 @@ returns a :class:`CheckResult`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["NOT_ANSWERED", "NOT_IMPLEMENTED", "NOT_PREDICTED", "REVEALED", "CheckResult",
-           "call_student", "is_placeholder", "report"]
+           "as_number", "call_student", "is_placeholder", "keyed_answer", "report"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 NOT_ANSWERED = "not answered yet"
@@ -61,3 +61,27 @@ def call_student(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
 def is_placeholder(value: Any) -> bool:
     """True for the ``...`` (or ``None``) an inline question ships with."""
     return value is ... or value is None
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (an int or a float, not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def keyed_answer(answer: Any, keys: Sequence[str], ask: str = "answer every part",
+                 placeholder: str = NOT_ANSWERED, key=str.lower,
+                 form: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """An answer given as a dict, with its keys normalized by ``key``, or why it cannot be
+    checked yet: ``placeholder`` (nothing filled in), that it is not a dict of the ``form``
+    asked for, or the ``keys`` still missing (``"<ask>: still missing [...]"``)."""
+    if is_placeholder(answer) or (isinstance(answer, Mapping)
+                                  and all(is_placeholder(v) for v in answer.values())):
+        return None, placeholder
+    if not isinstance(answer, Mapping):
+        form = form or "{" + ", ".join(f'"{k}": ...' for k in keys) + "}"
+        return None, f"{ask.split()[0]} a dict {form}, got {answer!r:.40}"
+    normalized = {key(str(k)): v for k, v in answer.items()}
+    missing = [k for k in keys if k not in normalized or is_placeholder(normalized[k])]
+    return (None, f"{ask}: still missing {missing}") if missing else (normalized, None)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..bench import SavedMemory
-from .common import NOT_PREDICTED, REVEALED, CheckResult, is_placeholder, report
+from .common import NOT_PREDICTED, REVEALED, CheckResult, keyed_answer, report
 
 __all__ = ["MEMORY_GROUPS", "MEMORY_SHAPE", "LayerSaved", "format_saved_by_layer",
            "reveal_saved_memory", "saved_by_layer"]
@@ -50,15 +50,10 @@ def reveal_saved_memory(prediction: Any, memory: Mapping[str, SavedMemory],
     ``prediction = {"reference": KiB, "gnlib": KiB}`` is recorded."""
     title = "Prediction (KiB saved for backward)"
     names = ("reference", "gnlib")
-    if is_placeholder(prediction) or (isinstance(prediction, Mapping)
-                                      and all(is_placeholder(v) for v in prediction.values())):
-        return report(title, False, NOT_PREDICTED)
-    if not isinstance(prediction, Mapping):
-        return report(title, False, 'predict a dict {"reference": KiB, "gnlib": KiB}, got '
-                      f"{prediction!r:.40}")
-    missing = [n for n in names if is_placeholder(prediction.get(n))]
-    if missing:
-        return report(title, False, f"predict both: still missing {missing}")
+    prediction, problem = keyed_answer(prediction, names, "predict both", NOT_PREDICTED, str,
+                                       form='{"reference": KiB, "gnlib": KiB}')
+    if problem is not None:
+        return report(title, False, problem)
     if not all(isinstance(prediction[n], (int, float)) and not isinstance(prediction[n], bool)
                for n in names):
         return report(title, False, "predict numbers (KiB), e.g. 392 or 2 * 392")

@@ -19,8 +19,8 @@ import torch
 
 from ..norms import valid_groups
 from ..sets import normalization_set, set_size
-from .common import (NOT_ANSWERED, NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult,
-                     call_student, is_placeholder, report)
+from .common import (NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult, call_student,
+                     is_placeholder, keyed_answer, report)
 from .mistaken_sets import NAMES, describe_difference, mistaken_sets
 
 __all__ = ["LIMITS_C", "MASK_CASES", "check_gn_limits", "check_set_mask", "gn_equals",
@@ -122,12 +122,9 @@ def _limit_feedback(kind: str, g: Any, C: int) -> str | None:
 def check_gn_limits(answer: Mapping[str, Any], C: int = LIMITS_C) -> CheckResult:
     """Check ``answer = {"ln": G, "in": G}``: the G for which GN is LN, and IN, given C."""
     title = "Exercise 2 (GN between LN and IN)"
-    if is_placeholder(answer) or all(is_placeholder(v) for v in answer.values()):
-        return report(title, False, NOT_ANSWERED)
-    answer = {str(k).lower(): v for k, v in answer.items()}
-    missing = [k for k in ("ln", "in") if k not in answer or is_placeholder(answer[k])]
-    if missing:
-        return report(title, False, f"answer both: still missing {missing}")
+    answer, problem = keyed_answer(answer, ("ln", "in"), "answer both")
+    if problem is not None:
+        return report(title, False, problem)
     if answer["ln"] == C and answer["in"] == 1:
         return report(title, False, f"LN and IN are swapped: G = 1 puts all {C} channels in "
                       f"one group (LN), G = C = {C} gives one channel per group (IN)")

@@ -20,8 +20,8 @@ from typing import Any
 from torch import Tensor
 
 from ..sets import example_feature_map, normalization_set
-from .common import (NOT_ANSWERED, NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult,
-                     call_student, is_placeholder, report)
+from .common import (NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult, call_student,
+                     is_placeholder, keyed_answer, report)
 from .mistaken_sets import NAMES, mistaken_sets
 
 __all__ = ["SIZE_GROUPS", "SIZE_SHAPE", "STATISTICS_CASES", "check_pixel_statistics",
@@ -73,12 +73,9 @@ def check_set_sizes(answer: Mapping[str, Any], shape: Sequence[int] = SIZE_SHAPE
     """Check ``answer = {"bn": ..., "ln": ..., "in": ..., "gn": ...}``: :math:`|S_i|` of each
     norm for a feature map ``shape = (N, C, H, W)`` and GN with ``groups``."""
     title = "Exercise 1 (set sizes)"
-    if is_placeholder(answer) or all(is_placeholder(v) for v in answer.values()):
-        return report(title, False, NOT_ANSWERED)
-    answer = {str(k).lower(): v for k, v in answer.items()}
-    missing = [k for k in KINDS if k not in answer or is_placeholder(answer[k])]
-    if missing:
-        return report(title, False, f"answer every norm: still missing {missing}")
+    answer, problem = keyed_answer(answer, KINDS, "answer every norm")
+    if problem is not None:
+        return report(title, False, problem)
     if not all(isinstance(answer[k], int) for k in KINDS):
         return report(title, False, "give whole numbers (an int per norm): |S_i| counts values")
     formulas = size_formulas(shape, groups)

@@ -20,18 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..paper import NORM_LABELS, PAPER
-from .common import NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder, report
+from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, as_number,
+                     is_placeholder, report)
 
 __all__ = ["BN_VS_GN_OPTIONS", "RANKED_NORMS", "check_bn_vs_gn", "check_scaled_lr",
            "check_steps_per_epoch", "reveal_norm_ranking", "show_bn_vs_gn"]
 
 RANKED_NORMS = ("bn", "ln", "in", "gn")
 
-
-def _number(answer: Any) -> float | None:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return None
-    return float(answer)
 
 
 def _close(a: float, b: float) -> bool:
@@ -45,7 +41,7 @@ def check_scaled_lr(answer: Any, batch_size: int = 8, base_lr: float = 0.1,
     title = f"Exercise 1 (learning rate at batch {batch_size})"
     if is_placeholder(answer):
         return report(title, False, NOT_ANSWERED)
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return report(title, False, f"give a number (a learning rate), got {answer!r:.40}")
     B, b0, eta0 = batch_size, base_batch, base_lr

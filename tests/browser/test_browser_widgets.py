@@ -328,6 +328,40 @@ def numbers_text(driver, element) -> str:
     return driver.execute_script(JS_NUMBERS, element)
 
 
+def wait_settled(driver, rel_path: str, element, what: str) -> str:
+    """Wait until the kernel is idle and ``element``'s figure shows the same pixels twice (a
+    widget may redraw several times while a control moves); returns the settled digest."""
+    last = [None]
+
+    def settled():
+        idle = notebook_state(driver, rel_path)["kernel"] == "idle"
+        digest = figure_digest(driver, element)
+        stable = idle and digest is not None and digest == last[0]
+        last[0] = digest
+        return digest if stable else None
+    return wait_for(settled, REDRAW_TIMEOUT, f"the kernel to go idle and {what} to settle",
+                    interval=1.5)
+
+
+def assert_page_clean(driver, server, rel_path: str, when: str) -> None:
+    """After an interaction: no Python error in the notebook's outputs or on the page, no
+    traceback in the log console (where widget callbacks report), no severe JavaScript error,
+    and the kernel got the caller's ``GNLIB_QUICK``."""
+    errors = error_outputs(notebook_state(driver, rel_path))
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    fail_on_page_tracebacks(driver, when)
+    click_menu(driver, "View", "Show Log Console")
+    log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
+                        30, "the log console")[0].text
+    assert "Traceback" not in log_text, f"a widget callback failed {when}:\n{log_text[-2000:]}"
+    js_errors = severe_console_errors(driver)
+    assert not js_errors, "JavaScript errors in the browser console:\n" + "\n".join(js_errors)
+    env = kernel_env(server)
+    assert env is not None, "could not read the kernel's environment"
+    assert env.get("GNLIB_QUICK") == os.environ.get("GNLIB_QUICK"), \
+        "the kernel did not get the caller's GNLIB_QUICK"
+
+
 def check_slider_redraws(driver, server, rel_path: str, label: str, name: str,
                          numbers: bool = False) -> None:
     t0 = time.monotonic()
@@ -356,21 +390,12 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str,
         fail_on_page_tracebacks(driver, f"after moving the slider to {after_value}")
         digest = figure_digest(driver, slider_el)
         return digest if digest and digest != before else None
-    after = wait_for(redrawn, REDRAW_TIMEOUT,
+    wait_for(redrawn, REDRAW_TIMEOUT,
                      f"the figure to change after moving the slider {before_value} -> "
                      f"{after_value}")
     # Let the kernel finish (a slider with continuous_update sends several values while
     # dragged, each one a redraw) and the image settle: idle kernel, same pixels twice.
-    last = [None]
-
-    def settled_figure():
-        idle = notebook_state(driver, rel_path)["kernel"] == "idle"
-        digest = figure_digest(driver, slider_el)
-        stable = idle and digest is not None and digest == last[0]
-        last[0] = digest
-        return digest if stable else None
-    settled = wait_for(settled_figure, REDRAW_TIMEOUT, "the kernel to go idle and the new "
-                       "figure to settle", interval=1.5)
+    settled = wait_settled(driver, rel_path, slider_el, "the new figure")
     shots += screenshot(driver, slider_el, f"{name}-after")
     assert settled != before, "the figure went back to the old one"
     assert readout(slider_el) == after_value, "the slider's value jumped back"
@@ -378,20 +403,7 @@ def check_slider_redraws(driver, server, rel_path: str, label: str, name: str,
         assert numbers_text(driver, slider_el) != before_numbers, \
             f"the numbers did not change after moving the slider to {after_value}"
 
-    errors = error_outputs(notebook_state(driver, rel_path))
-    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
-    fail_on_page_tracebacks(driver, "after the redraw")
-    click_menu(driver, "View", "Show Log Console")
-    log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
-                        30, "the log console")[0].text
-    assert "Traceback" not in log_text, f"a widget callback failed:\n{log_text[-2000:]}"
-    js_errors = severe_console_errors(driver)
-    assert not js_errors, "JavaScript errors in the browser console:\n" + "\n".join(js_errors)
-
-    env = kernel_env(server)
-    assert env is not None, "could not read the kernel's environment"
-    assert env.get("GNLIB_QUICK") == os.environ.get("GNLIB_QUICK"), \
-        "the kernel did not get the caller's GNLIB_QUICK"
+    assert_page_clean(driver, server, rel_path, "after the redraw")
     print(f"{name}: slider {before_value} -> {after_value}; notebook ready in "
           f"{t_ready - t0:.0f} s, redraw checked in {time.monotonic() - t_ready:.0f} s; "
           f"screenshots: {', '.join(str(p.relative_to(REPO)) for p in shots)}")
@@ -518,15 +530,7 @@ def test_cubes_turn_with_the_mouse(lab, browser):
         digest = figure_digest(driver, top)
         return digest if digest and digest != before else None
     wait_for(turned, REDRAW_TIMEOUT, "the cubes to turn after the drag")
-    last = [None]
-
-    def settled():
-        idle = notebook_state(driver, ROTATABLE_NOTEBOOK)["kernel"] == "idle"
-        digest = figure_digest(driver, top)
-        stable = idle and digest is not None and digest == last[0]
-        last[0] = digest
-        return digest if stable else None
-    after = wait_for(settled, REDRAW_TIMEOUT, "the turned figure to settle", interval=1.5)
+    after = wait_settled(driver, ROTATABLE_NOTEBOOK, top, "the turned figure")
     shots += screenshot(driver, top, "02-rotate-after")
     assert after != before, "the figure went back to the old view"
     errors = error_outputs(notebook_state(driver, ROTATABLE_NOTEBOOK))
@@ -621,32 +625,12 @@ def test_train_now_button_trains_and_redraws(lab, browser):
                 and digest and digest != chosen)
         return (digest, text) if done else None
     wait_for(trained, TRAIN_TIMEOUT, "the live run to finish and the figure to change", interval=1)
-    last = [None]
-
-    def settled():
-        idle = notebook_state(driver, path)["kernel"] == "idle"
-        digest = figure_digest(driver, button)
-        stable = idle and digest is not None and digest == last[0]
-        last[0] = digest
-        return digest if stable else None
-    after = wait_for(settled, REDRAW_TIMEOUT, "the kernel to go idle and the figure to settle",
-                     interval=1.5)
+    after = wait_settled(driver, path, button, "the figure")
     shots += screenshot(driver, button, "04-train-now-after")
     assert after not in (before, chosen), "the figure went back to an old one"
     numbers = numbers_text(driver, button)
     assert re.search(r"live run \(quick preset.*test error \d+\.\d\d %", numbers), numbers
-    errors = error_outputs(notebook_state(driver, path))
-    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
-    fail_on_page_tracebacks(driver, "after the live run")
-    click_menu(driver, "View", "Show Log Console")
-    log_text = wait_for(lambda: by_xpath(driver, "//div[contains(@class,'jp-LogConsolePanel')]"),
-                        30, "the log console")[0].text
-    assert "Traceback" not in log_text, f"the button's callback failed:\n{log_text[-2000:]}"
-    js_errors = severe_console_errors(driver)
-    assert not js_errors, "JavaScript errors in the browser console:\n" + "\n".join(js_errors)
-    env = kernel_env(lab)
-    assert env is not None and env.get("GNLIB_QUICK") == os.environ.get("GNLIB_QUICK"), \
-        "the kernel did not get the caller's GNLIB_QUICK"
+    assert_page_clean(driver, lab, path, "after the live run")
     print(f"04-train-now: GN trained live in the browser; checked in "
           f"{time.monotonic() - t0:.0f} s; screenshots: "
           f"{', '.join(str(p.relative_to(REPO)) for p in shots)}")
