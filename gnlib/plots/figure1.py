@@ -39,9 +39,12 @@ def _zoom(ax, values, high: float) -> float:
 
 
 def _off_scale(ax, x: float, y: float, top: float, color: str) -> None:
-    ax.annotate(f"{y:.1f} %", xy=(x, top), xytext=(x, top - 0.08 * (top - ax.get_ylim()[0])),
-                ha="center", va="top", fontsize=8, color=color,
+    """Mark a value above the axis at its top edge: an arrow up, and the value beside it."""
+    span = top - ax.get_ylim()[0]
+    ax.annotate("", xy=(x, top), xytext=(x, top - 0.12 * span),
                 arrowprops=dict(arrowstyle="->", color=color))
+    ax.text(x * 1.12, top - 0.06 * span, f"{y:.1f} %\n(off scale)", ha="right", va="center",
+            fontsize=8, color=color)
 
 
 def plot_figure1(records: list[dict], paper: dict | None = None, zoom_above: float = 15.0) -> Figure:
@@ -66,7 +69,8 @@ def plot_figure1(records: list[dict], paper: dict | None = None, zoom_above: flo
     stats = [(s, *mean_se(bn[bn["slice"] == s]["test_error"])) for s in slices]
     stats = [t for t in stats if t[3]]
     xs, ms, ses = [t[0] for t in stats], [t[1] for t in stats], [t[2] for t in stats]
-    ax.errorbar(xs, np.minimum(ms, top), yerr=[0 if e != e else e for e in ses], fmt="o-",
+    ax.errorbar(xs, np.minimum(ms, top), yerr=[0 if e != e or m > top else e
+                                               for m, e in zip(ms, ses)], fmt="o-",
                 capsize=3, color=NORM_COLORS["bn"], label="Batch Norm (mean ± SE)", zorder=3)
     for s, m in zip(xs, ms):
         if m > top:
