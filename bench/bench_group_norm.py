@@ -13,6 +13,7 @@ date, commit, machine).
                                      [--formats contiguous channels_last]
                                      [--save bench/results_group_norm.txt]
                                      [--figure figures/group_norm_speed.png]
+    python bench/bench_group_norm.py --profile bench/profile_group_norm.txt   # where the time goes
 """
 from __future__ import annotations
 
@@ -103,13 +104,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--save", type=Path, help="also write the output to this file")
     parser.add_argument("--figure", type=Path, help="bar chart of the 1-thread timings (.png)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="instead of timing: write torch.profiler tables of gnlib and native "
+                             "(1 thread, contiguous) to FILE")
     args = parser.parse_args(argv)
     out = io.StringIO()
     with contextlib.redirect_stdout(Tee(sys.stdout, out)):
-        run(args)
-    if args.save:
-        args.save.write_text(out.getvalue())
-        print(f"saved to {args.save}")
+        profile_section(args.groups) if args.profile else run(args)
+    save = args.profile or args.save
+    if save:
+        save.write_text(out.getvalue())
+        print(f"saved to {save}")
+
+
+PROFILE_SHAPES = [(32, 64, 7, 7), (32, 64, 56, 56)]
+
+
+def profile_section(G: int, calls: int = 20) -> None:
+    """Operators (count per forward + backward, self CPU time) of gnlib and native, 1 thread,
+    contiguous: shows how many separate passes and dispatches gnlib's Python makes."""
+    print(header())
+    print(f"# G={G}, float32, contiguous, 1 thread, {calls} forward + backward calls each\n")
+    for shape in PROFILE_SHAPES:
+        x, w, b, dy = fwd_bwd_inputs(shape)                            # leaves that need grad
+        for name in ("gnlib", "native"):
+            fn = IMPLEMENTATIONS[name]
+
+            def step() -> None:
+                torch.autograd.grad(fn(x, G, w, b), (x, w, b), dy)
+
+            with num_threads(1):
+                step()                                                 # warm-up
+                with torch.profiler.profile() as prof:
+                    for _ in range(calls):
+                        step()
+            events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+            ops = sum(e.count for e in events) / calls
+            total = sum(e.self_cpu_time_total for e in prof.key_averages()) / calls / 1e3
+            print(f"## {name}, {shape}: {ops:.0f} aten operator calls per forward + backward, "
+                  f"{total:.2f} ms self CPU per call")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def run(args: argparse.Namespace) -> None:
