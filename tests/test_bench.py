@@ -192,3 +192,20 @@ def test_speed_plot_source_in_title():
     fig = plot_fwd_bwd_times(medians, groups=G, source="results.txt, git abc123")
     assert "git abc123" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_profile_mode_writes_operator_counts_of_gnlib_and_native(tmp_path, monkeypatch):
+    """``--profile FILE`` skips the timing and writes one profiler table per implementation and
+    shape; gnlib's forward + backward is many more ATen calls than the native kernel's."""
+    import re
+
+    script = _bench_script()
+    monkeypatch.setattr(script, "PROFILE_SHAPES", [(2, 8, 3, 3)])
+    out = tmp_path / "profile.txt"
+    script.main(["--groups", "4", "--profile", str(out)])
+    text = out.read_text()
+    assert text.startswith("# bench_group_norm.py") and "git " in text
+    counts = dict(re.findall(r"^## (\w+), \(2, 8, 3, 3\): (\d+) aten operator calls", text, re.M))
+    assert set(counts) == {"gnlib", "native"}
+    assert int(counts["gnlib"]) > 3 * int(counts["native"]) > 0
+    assert "## forward + backward" not in text                    # no timing tables
