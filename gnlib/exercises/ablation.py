@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..paper import PAPER
 from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder,
-                     keyed_answer, report)
+                     keyed_answer, number_answer, report)
 
 __all__ = ["IN_CHANNELS", "ROW_NAMES", "WORSE_BY", "check_group_counts",
            "check_paper_reading", "group_costs", "instance_gap", "norm_inputs",
@@ -210,10 +210,9 @@ def reveal_instance_gap(prediction: Any, records: list[dict], paper: Mapping = P
     """Reveal GN's ``C/G = 1`` minus ``C/G = reference`` test error (points, seed-paired)
     only once ``prediction`` (a number of points) is recorded; compare with the paper."""
     title = f"Prediction (C/G = 1 minus C/G = {reference}, in points)"
-    if is_placeholder(prediction):
-        return report(title, False, NOT_PREDICTED)
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
-        return report(title, False, f"predict a number of points, got {prediction!r:.40}")
+    prediction, problem = number_answer(prediction, "predict a number of points", NOT_PREDICTED)
+    if problem is not None:
+        return report(title, False, problem)
     gap = instance_gap(records, reference)
     if gap.n == 0:
         return report(title, False, "no committed runs with C/G = 1 and C/G = "

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ..paper import PAPER
-from .common import (NOT_PREDICTED, REVEALED, CheckResult, as_number, is_placeholder,
-                     keyed_answer, report)
+from .common import (NOT_PREDICTED, REVEALED, CheckResult, as_number, keyed_answer, number_answer,
+                     report)
 
 __all__ = ["RENORM_LABELS", "SYNC_SETUP", "br_vs_bn", "check_renorm_values", "check_syncbn_count",
            "renorm_bn_gap", "renorm_comparisons", "renorm_frame", "renorm_identity",
@@ -210,11 +210,9 @@ def reveal_br_vs_bn(prediction: Any, records: list[dict], batch_size: int = 2,
     """Reveal BR (warm-up) minus BN at ``batch_size`` (points, seed-paired) only once
     ``prediction`` (a number of points) is recorded; the paper's batch-4 gap for reference."""
     title = f"Prediction (Batch Renorm minus BN at batch {batch_size}, in points)"
-    if is_placeholder(prediction):
-        return report(title, False, NOT_PREDICTED)
-    p = as_number(prediction)
-    if p is None:
-        return report(title, False, f"predict a number of points, got {prediction!r:.40}")
+    p, problem = number_answer(prediction, "predict a number of points", NOT_PREDICTED)
+    if problem is not None:
+        return report(title, False, problem)
     gap = br_vs_bn(records, batch_size)
     if gap.n == 0:
         return report(title, False, "no committed BR (warm-up) and BN runs at batch "

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["NOT_ANSWERED", "NOT_IMPLEMENTED", "NOT_PREDICTED", "REVEALED", "CheckResult",
-           "as_number", "call_student", "is_placeholder", "keyed_answer", "report"]
+           "as_number", "call_student", "is_placeholder", "keyed_answer", "number_answer",
+           "report"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 NOT_ANSWERED = "not answered yet"
@@ -68,6 +69,16 @@ def as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def number_answer(answer: Any, ask: str,
+                  placeholder: str = NOT_ANSWERED) -> tuple[float | None, str | None]:
+    """An answer that must be a real number, as a float, or why it cannot be checked yet:
+    ``placeholder`` (nothing filled in) or ``"<ask>, got <answer>"``."""
+    if is_placeholder(answer):
+        return None, placeholder
+    value = as_number(answer)
+    return (value, None) if value is not None else (None, f"{ask}, got {answer!r:.40}")
 
 
 def keyed_answer(answer: Any, keys: Sequence[str], ask: str = "answer every part",

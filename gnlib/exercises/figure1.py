@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, call_student,
-                     is_placeholder, report)
+                     is_placeholder, number_answer, report)
 
 __all__ = ["PAIRED_CASES", "check_paired_difference", "check_values_per_statistic",
            "reveal_bn_penalty", "solution_paired_difference"]
@@ -109,10 +109,10 @@ def reveal_bn_penalty(prediction: Any, measured: float, se: float, n: int,
     """Reveal BN's measured penalty (points, statistics of 2 images minus 32, seed-paired
     mean ± SE over ``n`` seeds) once ``prediction`` (a number of points) is recorded."""
     title = "Prediction (BN's penalty at 2 images per device)"
-    if is_placeholder(prediction):
-        return report(title, False, NOT_PREDICTED)
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
-        return report(title, False, "predict a number of points (e.g. 1.5)", REVEALED)
+    prediction, problem = number_answer(prediction, "predict a number of points (e.g. 1.5)",
+                                        NOT_PREDICTED)
+    if problem is not None:
+        return report(title, False, problem, REVEALED)
     band = max(2 * se if se == se else 0.0, 0.25)
     near = abs(prediction - measured) <= band
     if near:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..sets import example_feature_map, normalization_set
 from .common import (NOT_IMPLEMENTED, NOT_PREDICTED, REVEALED, CheckResult, call_student,
-                     is_placeholder, keyed_answer, report)
+                     keyed_answer, number_answer, report)
 from .mistaken_sets import NAMES, mistaken_sets
 
 __all__ = ["SIZE_GROUPS", "SIZE_SHAPE", "STATISTICS_CASES", "check_pixel_statistics",
@@ -192,10 +192,9 @@ def reveal_bn_batch_dependence(prediction: Any, batch_sizes: Sequence[int],
     """Reveal BN's measured deviation at ``N = 4`` only once ``prediction`` (a number) is
     recorded; say how it compares with the 1/sqrt(N) and 1/N laws."""
     title = "Prediction (BN's deviation at N = 4)"
-    if is_placeholder(prediction):
-        return report(title, False, NOT_PREDICTED)
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
-        return report(title, False, f"predict a number, got {prediction!r:.40}")
+    prediction, problem = number_answer(prediction, "predict a number", NOT_PREDICTED)
+    if problem is not None:
+        return report(title, False, problem)
     values = dict(zip(batch_sizes, bn_values))
     d2, d4 = values[2], values[4]
     passed, verdict = _prediction_feedback(float(prediction), d2, d4)

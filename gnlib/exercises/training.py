@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..paper import NORM_LABELS, PAPER
-from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, as_number,
-                     is_placeholder, report)
+from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder,
+                     number_answer, report)
 
 __all__ = ["BN_VS_GN_OPTIONS", "RANKED_NORMS", "check_bn_vs_gn", "check_scaled_lr",
            "check_steps_per_epoch", "reveal_norm_ranking", "show_bn_vs_gn"]
@@ -39,11 +39,9 @@ def check_scaled_lr(answer: Any, batch_size: int = 8, base_lr: float = 0.1,
                     base_batch: int = 32) -> CheckResult:
     r"""Check the learning rate :math:`\eta_0 \cdot B / 32` for ``batch_size`` images."""
     title = f"Exercise 1 (learning rate at batch {batch_size})"
-    if is_placeholder(answer):
-        return report(title, False, NOT_ANSWERED)
-    value = as_number(answer)
-    if value is None:
-        return report(title, False, f"give a number (a learning rate), got {answer!r:.40}")
+    value, problem = number_answer(answer, "give a number (a learning rate)")
+    if problem is not None:
+        return report(title, False, problem)
     B, b0, eta0 = batch_size, base_batch, base_lr
     right = eta0 * B / b0
     if _close(value, right):
