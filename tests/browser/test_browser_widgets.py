@@ -362,13 +362,25 @@ def assert_page_clean(driver, server, rel_path: str, when: str) -> None:
         "the kernel did not get the caller's GNLIB_QUICK"
 
 
+def missing_notebook(reason: str, required: bool = True) -> None:
+    """A notebook the test needs is not there (yet): a failure under CI=true when the case is
+    required, else a skip with the reason."""
+    if required and in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def open_and_run(driver, server, rel_path: str) -> None:
+    """Open the notebook in JupyterLab, run all its cells, and fail on any Python error."""
+    open_notebook(driver, server, rel_path)
+    errors = error_outputs(run_all_cells(driver, rel_path))
+    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+
+
 def check_slider_redraws(driver, server, rel_path: str, label: str, name: str,
                          numbers: bool = False) -> None:
     t0 = time.monotonic()
-    open_notebook(driver, server, rel_path)
-    state = run_all_cells(driver, rel_path)
-    errors = error_outputs(state)
-    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    open_and_run(driver, server, rel_path)
 
     found, labels = find_slider(driver, label)
     assert found is not None, f"{rel_path}: no slider labelled /{label}/ (sliders: {labels})"
@@ -462,10 +474,7 @@ def notebook_mentions_slider(path: Path) -> bool:
 def test_slider_redraws_figure(case, lab, browser):
     src = REPO / case.notebook
     if not src.is_file():
-        reason = f"{case.notebook} does not exist yet"
-        if case.required and in_ci():
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing_notebook(f"{case.notebook} does not exist yet", case.required)
     if not notebook_mentions_slider(src):
         pytest.skip(f"{case.notebook} has no ipywidgets slider yet")
     copy_notebook(src, lab.root / case.notebook)
@@ -509,15 +518,10 @@ def test_cubes_turn_with_the_mouse(lab, browser):
     turned in the kernel), without errors; the static figures of the notebook stay images."""
     src = REPO / ROTATABLE_NOTEBOOK
     if not src.is_file():
-        if in_ci():
-            pytest.fail(f"CI=true but {ROTATABLE_NOTEBOOK} does not exist", pytrace=False)
-        pytest.skip(f"{ROTATABLE_NOTEBOOK} does not exist yet")
+        missing_notebook(f"{ROTATABLE_NOTEBOOK} does not exist yet")
     copy_notebook(src, lab.root / ROTATABLE_NOTEBOOK)
     driver, t0 = browser, time.monotonic()
-    open_notebook(driver, lab, ROTATABLE_NOTEBOOK)
-    state = run_all_cells(driver, ROTATABLE_NOTEBOOK)
-    errors = error_outputs(state)
-    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    open_and_run(driver, lab, ROTATABLE_NOTEBOOK)
     top, _ = wait_for(lambda: (lambda r: r if r and r[1] > 0 else None)(
         driver.execute_script(JS_MPL_CANVAS)), 90, "the ipympl canvas to draw the cubes")
     before = wait_for(lambda: figure_digest(driver, top), 30, "the canvas pixels")
@@ -581,15 +585,10 @@ def test_train_now_button_trains_and_redraws(lab, browser):
     kernel, the figure and the numbers change to the live GN run, the button comes back."""
     src = REPO / TRAIN_NOW_NOTEBOOK
     if not src.is_file():
-        if in_ci():
-            pytest.fail(f"CI=true but {TRAIN_NOW_NOTEBOOK} does not exist", pytrace=False)
-        pytest.skip(f"{TRAIN_NOW_NOTEBOOK} does not exist yet")
+        missing_notebook(f"{TRAIN_NOW_NOTEBOOK} does not exist yet")
     copy_notebook(src, lab.root / TRAIN_NOW_NOTEBOOK)
     driver, t0, path = browser, time.monotonic(), TRAIN_NOW_NOTEBOOK
-    open_notebook(driver, lab, path)
-    state = run_all_cells(driver, path)
-    errors = error_outputs(state)
-    assert not errors, "Python error in the notebook's outputs:\n" + "\n".join(errors)
+    open_and_run(driver, lab, path)
     button, disabled = find_button(driver, "Train now")
     assert not disabled, "the Train now button is disabled before any click"
     fail_on_page_tracebacks(driver, "after running all cells")
@@ -642,9 +641,6 @@ def test_batch_statistics_slider_redraws(lab, browser):
         c.cell_type == "code" and "batch_statistics_explorer" in c.source
         for c in nbformat.read(str(src), as_version=4).cells)
     if not has_widget:
-        reason = f"{case.notebook} has no batch_statistics_explorer cell yet"
-        if case.required and in_ci():
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing_notebook(f"{case.notebook} has no batch_statistics_explorer cell yet", case.required)
     copy_notebook(src, lab.root / case.notebook)
     check_slider_redraws(browser, lab, case.notebook, case.label, case.id, case.numbers)
