@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = io.StringIO()
     with contextlib.redirect_stdout(Tee(sys.stdout, out)):
-        profile_section(args.groups) if args.profile else run(args)
+        if args.profile:
+            profile_section(args.groups)
+        else:
+            run(args)
     save = args.profile or args.save
     if save:
         save.write_text(out.getvalue())
