@@ -1,7 +1,7 @@
 """The command line: ``python -m gnlib reproduce ...`` and ``python -m gnlib plot ...``.
 
     python -m gnlib reproduce {figure1,batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
-        --preset {quick,full,gpu} --device {auto,cpu,cuda} --workers 2 --seeds 3 [--force] \\
+        --preset {quick,full,long,gpu} --device {auto,cpu,cuda} --workers 2 --seeds 3 [--force] \\
         [--results-dir results]
     python -m gnlib plot {figure1,batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
         [--results-dir results] [--figures-dir figures]
@@ -24,12 +24,15 @@ def _expand(what: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .experiments import PRESETS
+
     parser = argparse.ArgumentParser(prog="python -m gnlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     rep = sub.add_parser("reproduce", help="run an experiment grid, appending to results/")
     rep.add_argument("experiment", choices=CHOICES)
-    rep.add_argument("--preset", choices=("quick", "full", "gpu"), default="full",
-                     help="gpu: figure1 only, a deeper net for 30 epochs on one GPU")
+    rep.add_argument("--preset", choices=tuple(PRESETS), default="full",
+                     help="long: figure1 for 20 epochs; gpu: figure1 only, a deeper net for 30 "
+                          "epochs on one GPU")
     rep.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="auto: cuda when available (records name the device)")
     rep.add_argument("--workers", type=int, default=2, help="processes (1 thread each); 0 = inline")
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="run the configs reused from another experiment's file into this one's")
     plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
     plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed"))
-    plo.add_argument("--preset", choices=("quick", "full", "gpu"), default="full")
+    plo.add_argument("--preset", choices=tuple(PRESETS), default="full")
     plo.add_argument("--results-dir", default=None)
     plo.add_argument("--figures-dir", default=None)
     args = parser.parse_args(argv)

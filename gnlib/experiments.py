@@ -1,8 +1,9 @@
 """Presets, grids and parallel workers that append to the results files.
 
 * :data:`PRESETS`: ``quick`` (seconds, for notebooks and CI), ``full`` (the committed
-  results) and ``gpu`` (``figure1`` on one GPU); :func:`grid` expands an experiment into a
-  list of :class:`~gnlib.train.TrainConfig`.
+  results), ``long`` (``figure1`` for 20 epochs: does the last epoch still move the error?)
+  and ``gpu`` (``figure1`` on one GPU); :func:`grid` expands an experiment into a list of
+  :class:`~gnlib.train.TrainConfig`.
 * Experiments: ``figure1`` (the paper's Figure 1, converged: total batch 32 per step, BN
   statistics over device slices of 32 ... 1 images, GN / LN / IN as references; all 60k
   images with crop + flip), ``batch-size`` (BN/LN/IN/GN x B = 32..2 on a short budget: what an
@@ -99,6 +100,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "small_batch_norms": ("bn", "br", "gn", "gn+ws"),
         "small_batch_sizes": (2,),
         "non_iid_conditions": (NON_IID_CONDITIONS[0], NON_IID_CONDITIONS[-1]),
+    },
+    # Figure 1 for 20 epochs, otherwise as full: with 10, cosine decay to lr 0 still lowers the
+    # mean test error of BN at 32 by 0.31 pt in the last epoch (measured; the criterion is
+    # < 0.15). ~17 min per run on one core: two sessions with 2 workers.
+    "long": {
+        "figure1": dict(train=dict(train_size=60000, test_size=10000, epochs=20, base_lr=0.1,
+                                   augment=True, median_last=1),
+                        slices=FIGURE1_SLICES, references=("gn", "ln", "in")),
     },
     # Figure 1 on one GPU: ResNet-20's shape (widths 16, 32, 64; 3 x 3 blocks at 28, 14, 7
     # pixels: 21 norm layers, C/G >= 2 everywhere with G = 8), 30 epochs. Other experiments:

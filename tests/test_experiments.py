@@ -1,4 +1,5 @@
 """gnlib.experiments: grids, identities, atomic append, resume after kill -9."""
+import dataclasses
 import json
 import os
 import signal
@@ -244,7 +245,7 @@ def test_rerun_reused_runs_only_the_reused_configs_and_reproduces_them(tmp_path)
     assert len(load_results(tmp_path / "non-iid.jsonl")) == 1     # done: not rerun
 
 
-def test_figure1_grid_and_the_gpu_preset():
+def test_figure1_grid_the_long_and_the_gpu_preset():
     from gnlib.experiments import figure1_configs
     from gnlib.models import norm_layers
     from gnlib.train import prepare_model
@@ -255,6 +256,9 @@ def test_figure1_grid_and_the_gpu_preset():
     assert {c.norm for c in full if c.devices == 1} == {"bn", "gn", "ln", "in"}
     assert all(c.train_size == 60000 and c.augment and c.median_last == 1 for c in full)
     assert [c.seed for c in full] == sorted(c.seed for c in full)        # seed-major
+    long = grid("figure1", "long", seeds=3)      # the same runs, twice as long
+    assert [dataclasses.replace(c, epochs=10) for c in long] == full
+    assert {c.epochs for c in long} == {20}
     gpu = figure1_configs("gpu", 0)
     gn = next(c for c in gpu if c.norm == "gn")
     layers = norm_layers(prepare_model(gn, _torch.device("cpu")))
