@@ -3,7 +3,7 @@
     python -m gnlib reproduce {figure1,batch-size,curves,groups,small-batch,non-iid,distributed,all} \\
         --preset {quick,full,long,gpu} --device {auto,cpu,cuda} --workers 2 --seeds 3 [--force] \\
         [--results-dir results]
-    python -m gnlib plot {figure1,batch-size,curves,groups,small-batch,non-iid,all} [--preset full] \\
+    python -m gnlib plot {figure1,batch-size,curves,groups,small-batch,non-iid,sets,all} [--preset full] \\
         [--results-dir results] [--figures-dir figures]
 
 ``reproduce`` appends to ``results/<experiment>.jsonl`` and skips finished runs; ``plot``
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--rerun-reused", action="store_true",
                      help="run the configs reused from another experiment's file into this one's")
     plo = sub.add_parser("plot", help="redraw figures/ from results/ (no training)")
-    plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed"))
+    plo.add_argument("experiment", choices=tuple(c for c in CHOICES if c != "distributed") + ("sets",))
     plo.add_argument("--preset", choices=tuple(PRESETS), default="full")
     plo.add_argument("--results-dir", default=None)
     plo.add_argument("--figures-dir", default=None)

@@ -2,6 +2,7 @@
 
 Loads an experiment's records (:mod:`gnlib.experiments`: the grid's runs, including reused
 ones), draws them with :mod:`gnlib.plots` and saves each figure as ``.png`` and ``.svg``.
+``sets`` draws the README's picture of the four sets (notebook 02's first cube), from no data.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from .experiments import load_experiment, load_results, results_path
 from .paper import PAPER
+from .plots.cubes import sets_figure
 from .plots import (plot_batch_size, plot_bn_drift, plot_bn_train_test, plot_curves,
                     plot_figure1, plot_figure1_diagnostics, plot_groups, plot_non_iid,
                     plot_small_batch, save_figure)
@@ -20,7 +22,7 @@ __all__ = ["FIGURES_DIR", "PLOTTED", "draw", "plot_experiment"]
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 #: The experiments ``plot`` knows, in the order ``plot all`` draws them.
-PLOTTED = ("figure1", "batch-size", "curves", "groups", "small-batch", "non-iid")
+PLOTTED = ("figure1", "batch-size", "curves", "groups", "small-batch", "non-iid", "sets")
 
 
 def draw(experiment: str, recs: list[dict]) -> dict:
@@ -47,6 +49,11 @@ def plot_experiment(experiment: str, preset: str = "full",
                     figures_dir: str | os.PathLike | None = None) -> list[Path]:
     """Redraw the figures of ``experiment`` from its results file; returns written paths
     (``<name>.png`` / ``.svg``, with ``_<preset>`` unless the preset is ``full``)."""
+    if experiment == "sets":      # notebook 02's (N, C, H*W) = (4, 8, 6) map, pixel (1, 2, 3), G = 2
+        fig = sets_figure((4, 8, 6), (1, 2, 3), groups=2)
+        written = save_figure(fig, Path(figures_dir or FIGURES_DIR) / "normalization_sets")
+        plt.close(fig)
+        return written
     if experiment in ("small-batch", "non-iid", "figure1"):
         recs = load_experiment(experiment, preset, results_dir=results_dir)
     else:

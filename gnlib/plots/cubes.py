@@ -287,7 +287,10 @@ def draw_membership(
     ax.set_ylabel("N (sample)", fontsize=8)
     if annotate if annotate is not None else N * C <= 64:
         for (n, c), v in np.ndenumerate(ids):
-            ax.text(c, n, str(v), ha="center", va="center", fontsize=6, color="white")
+            r, g, b, _ = ID_COLORS(v % ID_COLORS.N)
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.6          # luminance of the cell
+            ax.text(c, n, str(v), ha="center", va="center", fontsize=6,
+                    color="white" if dark else "black")
     if index is not None:
         in_set = np.argwhere(normalization_set(kind, (N, C), index[:2], groups).numpy())
         (n0, c0), (n1, c1) = in_set.min(0), in_set.max(0)  # S_i is a rectangle of cells
@@ -311,9 +314,10 @@ def group_membership_figure(
         ax.set_title(f"G={g}{same}\n{C // g} channel(s) per group", fontsize=9)
     for ax in axes[1:]:
         ax.set_ylabel("")
-    fig.suptitle("Group Norm: cells with the same colour and number share one "
+    fig.suptitle("Group Norm: cells with the same number share one "
                  r"$\mu_i, \sigma_i$ (set_ids), for each G dividing C", fontsize=10)
-    handles = [Patch(facecolor=ID_COLORS(0), label=r"one colour / number = one set $S_i$"),
+    handles = [Patch(facecolor=ID_COLORS(0), label=r"one number = one set $S_i$ (colours repeat after "
+                                                   f"{ID_COLORS.N} sets)"),
                Patch(facecolor="0.85", edgecolor="white",
                      label="one cell = one channel of one sample (all its H·W values)")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
