@@ -5,7 +5,8 @@ course's models train in), forward+backward times are measured side by side (rep
 interleaved, medians) and printed as ratios; saved-for-backward memory is measured exactly.
 Targets: gnlib within 1.5x of native (stretch 1.2x), at least 3x faster than the reference,
 and saved memory no more than the input plus the per-group statistics. The shapes: the four
-of the earlier benchmark and the two GN shapes of the course's model at batch 32. Notebook 03
+of notebook 03's memory table, and (32, 64, 7, 7) and (32, 128, 4, 4), two of the three GN input
+shapes of the course's model at batch 32 (the stem's (32, 64, 14, 14) is not timed). Notebook 03
 reads the ``--save`` file back with :func:`gnlib.bench_file.load_bench` (keep the header:
 date, commit, machine).
 

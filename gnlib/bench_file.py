@@ -14,6 +14,7 @@ __all__ = ["BenchResults", "RESULTS_FILE", "load_bench"]
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "bench" / "results_group_norm.txt"
 
 _IMPL_COLUMNS = ("reference", "gnlib", "native")
+_RATIO_COLUMNS = ("gnlib/native", "ref/gnlib")
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,13 @@ class BenchResults:
     ``shape -> {"reference": s, "gnlib": s, "native": s}`` (median seconds, as
     :func:`gnlib.bench.median_times` returns them, rounded to the file's 0.01 ms) for
     contiguous inputs, ``times_channels_last[threads]`` the same for channels-last inputs;
-    ``sections`` holds the
-    text of each ``## title`` section verbatim, and ``compiled`` the torch.compile lines as
-    ``shape -> {"compile_s": s, "compiled": s, "native": s}``.
+    ``ratios[threads]`` and ``ratios_channels_last[threads]`` map
+    ``shape -> {"gnlib/native": x, "ref/gnlib": x}``, the ratio columns as the file prints them
+    (computed from the unrounded medians, so they can differ in the last digit from a ratio of
+    the rounded milliseconds); ``sections`` holds the
+    text of each ``## title`` section verbatim, ``compiled`` the torch.compile lines as
+    ``shape -> {"compile_s": s, "compiled": s, "native": s}`` and ``compiled_ratios`` their
+    printed ``compiled/native`` column as ``shape -> x``.
     """
 
     path: Path
@@ -40,7 +45,11 @@ class BenchResults:
     times: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(default_factory=dict)
     times_channels_last: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(
         default_factory=dict)
+    ratios: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(default_factory=dict)
+    ratios_channels_last: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(
+        default_factory=dict)
     compiled: dict[tuple[int, ...], dict[str, float]] = field(default_factory=dict)
+    compiled_ratios: dict[tuple[int, ...], float] = field(default_factory=dict)
     sections: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -101,32 +110,47 @@ def load_bench(path: str | Path | None = None) -> BenchResults:
 
     times: dict[int, dict[tuple[int, ...], dict[str, float]]] = {}
     times_cl: dict[int, dict[tuple[int, ...], dict[str, float]]] = {}
+    ratios: dict[int, dict[tuple[int, ...], dict[str, float]]] = {}
+    ratios_cl: dict[int, dict[tuple[int, ...], dict[str, float]]] = {}
     for title, body in sections.items():
         threads = re.fullmatch(r"forward \+ backward, (\d+) threads?(, channels_last)?", title)
         if threads is None:
             continue
-        table = (times_cl if threads.group(2) else times).setdefault(int(threads.group(1)), {})
+        n, cl = int(threads.group(1)), bool(threads.group(2))
+        table = (times_cl if cl else times).setdefault(n, {})
+        ratio_table = (ratios_cl if cl else ratios).setdefault(n, {})
         for line in body:
-            row = re.match(r"(\([\d,]+\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s", line)
+            row = re.match(r"(\([\d,]+\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+                           r"(?:\s+([\d.]+)x\s+([\d.]+)x)?(?:\s|$)", line)
             if row:
-                table[_parse_shape(row.group(1))] = {
-                    name: float(v) / 1e3 for name, v in zip(_IMPL_COLUMNS, row.groups()[1:])}
+                shape = _parse_shape(row.group(1))
+                table[shape] = {
+                    name: float(v) / 1e3 for name, v in zip(_IMPL_COLUMNS, row.groups()[1:4])}
+                if row.group(5) is not None:
+                    ratio_table[shape] = {
+                        name: float(v) for name, v in zip(_RATIO_COLUMNS, row.groups()[4:6])}
 
     compiled: dict[tuple[int, ...], dict[str, float]] = {}
+    compiled_ratios: dict[tuple[int, ...], float] = {}
     for title, body in sections.items():
         if not title.startswith("torch.compile"):
             continue
         for line in body:
             row = re.match(r"\s*(\([\d, ]+\))\s+first call \(compile\)\s+([\d.]+) s\s+compiled"
-                           r"\s+([\d.]+) ms\s+native\s+([\d.]+) ms", line)
+                           r"\s+([\d.]+) ms\s+native\s+([\d.]+) ms"
+                           r"(?:\s+compiled/native\s+([\d.]+)x)?", line)
             if row:
-                compiled[_parse_shape(row.group(1))] = {
+                shape = _parse_shape(row.group(1))
+                compiled[shape] = {
                     "compile_s": float(row.group(2)), "compiled": float(row.group(3)) / 1e3,
                     "native": float(row.group(4)) / 1e3}
+                if row.group(5) is not None:
+                    compiled_ratios[shape] = float(row.group(5))
 
     return BenchResults(
         path=path, date=head.group(1), commit=head.group(2), machine=machine,
         load=float(load_match.group(1)) if load_match else None, settings=settings,
         groups=int(groups.group(1)) if (groups := re.match(r"G=(\d+)", settings)) else None,
-        times=times, times_channels_last=times_cl, compiled=compiled,
+        times=times, times_channels_last=times_cl, ratios=ratios, ratios_channels_last=ratios_cl,
+        compiled=compiled, compiled_ratios=compiled_ratios,
         sections={t: "\n".join(body) for t, body in sections.items()})

@@ -171,6 +171,45 @@ def test_committed_results_file_has_provenance_and_the_bench_shapes():
             assert abs(ms[1] / ms[2] - printed) < 0.1 * printed
 
 
+def test_load_bench_reads_the_printed_ratio_columns(tmp_path):
+    """The ratios as printed (from the unrounded medians), not recomputed from rounded ms."""
+    script = _bench_script()
+    medians = {(2, 8, 5, 5): {"reference": 0.000794, "gnlib": 0.000616, "native": 0.000217}}
+    text = "\n".join([
+        script.header(), "# G=4, float32, 3 interleaved repeats per implementation, medians\n",
+        "## forward + backward, 2 threads", bench.format_time_table(medians),
+        *script.target_lines(medians, " (2 thr)"), "",
+        "## forward + backward, 2 threads, channels_last", bench.format_time_table(medians), "",
+        "## torch.compile(group_norm_reference), 1 thread, cold compile (caches disabled)",
+        "  (2, 8, 5, 5)       first call (compile)    4.5 s   compiled     0.29 ms   "
+        "native     0.14 ms   compiled/native  2.15x"])
+    path = tmp_path / "results.txt"
+    path.write_text(text + "\n")
+    results = load_bench(path)
+    t = medians[(2, 8, 5, 5)]
+    expected = {"gnlib/native": round(t["gnlib"] / t["native"], 2),
+                "ref/gnlib": round(t["reference"] / t["gnlib"], 2)}
+    assert results.ratios[2][(2, 8, 5, 5)] == pytest.approx(expected)
+    assert results.ratios_channels_last[2][(2, 8, 5, 5)] == pytest.approx(expected)
+    rounded = results.times[2][(2, 8, 5, 5)]
+    assert round(rounded["gnlib"] / rounded["native"], 2) != expected["gnlib/native"]
+    assert results.compiled_ratios == {(2, 8, 5, 5): 2.15}
+
+
+def test_committed_results_file_ratios_are_the_printed_columns():
+    results = load_bench()
+    for threads, table in results.ratios.items():
+        assert list(table) == list(results.times[threads])
+    for cl in (False, True):
+        ratios = (results.ratios_channels_last if cl else results.ratios)[1]
+        for line in results.time_table(1, cl).splitlines()[1:]:
+            cols = line.split()
+            shape = tuple(int(v) for v in cols[0].strip("()").split(","))
+            assert ratios[shape] == {"gnlib/native": float(cols[4].rstrip("x")),
+                                     "ref/gnlib": float(cols[5].rstrip("x"))}
+    assert set(results.compiled_ratios) == set(results.compiled)
+
+
 def test_load_bench_rejects_a_file_without_provenance(tmp_path):
     path = tmp_path / "results.txt"
     path.write_text("## forward + backward, 1 thread\n")

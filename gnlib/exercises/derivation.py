@@ -123,7 +123,7 @@ def reveal_backward_derivation() -> CheckResult:
         return report(title, False, "try Exercise 2a first: nothing is revealed before your "
                       "d x_hat_k / d x_j passes check_d_xhat_d_x (then run this cell again)",
                       ("revealed", "locked"))
-    result = report(title, True, "your d x_hat_k / d x_j passed; from it to (B1)-(B2):",
+    result = report(title, True, "the d x_hat_k / d x_j check passed; from it to (B1)-(B2):",
                     ("revealed", "locked"))
     try:
         from IPython.display import Markdown, display

@@ -182,7 +182,7 @@ class GroupNormFunction(torch.autograd.Function):
 
 def _backward(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, G: int, weight: Tensor | None,
               D: int, need_x: bool, need_w: bool) -> tuple[Tensor | None, Tensor | None, Tensor]:
-    """(B1)-(B2) in two reductions and two fused passes (see :class:`GroupNormFunction`)."""
+    """(B1)-(B2) in two reductions and three in-place passes (see :class:`GroupNormFunction`)."""
     acc = mean.dtype
     if dy.stride() != x.stride():                                   # dy in x's memory format
         dy = torch.empty_like(x, dtype=dy.dtype).copy_(dy)

@@ -34,8 +34,8 @@ def _grouped_bars(ax, labels: Sequence[str], values: Mapping[str, Sequence[float
         bars = ax.bar(xs + (j - (len(names) - 1) / 2) * width, values[name], width,
                       color=IMPL_COLORS.get(name), edgecolor="black", linewidth=0.5,
                       label=IMPL_LABELS.get(name, name))
-        ax.bar_label(bars, labels=[fmt.format(v) for v in values[name]], fontsize=7, padding=1)
-    ax.set_xticks(xs, labels)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values[name]], fontsize=6, padding=1)
+    ax.set_xticks(xs, labels, rotation=20, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_xlabel("input shape (N, C, H, W)")
 
 
@@ -53,7 +53,7 @@ def plot_fwd_bwd_times(
     names = list(next(iter(medians.values())))
     ms = {n: [1e3 * t[n] for t in medians.values()] for n in names}
     ratio = {n: [t[n] / t["native"] for t in medians.values()] for n in names}
-    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(13, 4.8))
     _grouped_bars(ax_t, labels, ms, "{:.3g}")
     ax_t.set_yscale("log")
     ax_t.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
