@@ -42,12 +42,9 @@ BN32_MODEL = Path(__file__).resolve().parent.parent / "results" / "models" / "bn
 
 def load_trained_bn(path: str | Path = BN32_MODEL) -> nn.Module:
     """The trained BN model (``build_model("bn")``), float32, in eval mode."""
-    from .models import build_model
+    from .models import load_trained
 
-    state = torch.load(path, map_location="cpu")
-    model = build_model("bn")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval()
+    return load_trained(path, "bn")
 
 
 def test_images(n: int = 1024) -> Tensor:

@@ -48,7 +48,7 @@ from .norms import BatchRenorm, RenormSchedule, convert_to_ws, make_norm
 #: The ``norm`` names :class:`ResNetSmall` accepts.
 MODEL_NORMS = ("bn", "ln", "in", "gn", "gn+ws", "br", "none")
 
-__all__ = ["DEFAULT_ARCH", "MODEL_NORMS", "BasicBlock", "ResNetSmall", "build_model", "count_macs",
+__all__ = ["DEFAULT_ARCH", "MODEL_NORMS", "BasicBlock", "ResNetSmall", "build_model", "count_macs", "load_trained",
            "count_params", "norm_layers", "residual_last_norms"]
 
 #: The architecture used by the experiments unless a config says otherwise.
@@ -212,6 +212,16 @@ def build_model(norm: str = "gn", **arch) -> ResNetSmall:
     kwargs["widths"] = tuple(kwargs["widths"])
     kwargs["blocks"] = tuple(kwargs["blocks"])
     return ResNetSmall(norm, **kwargs)
+
+
+def load_trained(path, norm: str, **arch) -> ResNetSmall:
+    """A committed trained network (``results/models/*.pt``): :func:`build_model` ``(norm,
+    **arch)`` with the saved ``state_dict`` (floats stored as float16) cast to float32, in eval
+    mode."""
+    state = torch.load(path, map_location="cpu")
+    model = build_model(norm, **arch)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
 
 
 def count_params(model: nn.Module) -> int:

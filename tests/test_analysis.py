@@ -45,7 +45,7 @@ def test_unpaired_seeds_and_noise_give_no_verdict():
     noisy = [rec("gn", s, e) for s, e in enumerate((9.0, 10.0, 9.2))]
     noisy += [rec("bn", s, e) for s, e in enumerate((9.5, 9.1, 9.4))]
     p = paired_difference(runs_frame(noisy), lambda d: d["norm"] == "gn", lambda d: d["norm"] == "bn")
-    assert not p.significant and p.verdict().startswith("no significant difference")
+    assert not p.significant and p.verdict().startswith("not significant at 5 % with 3 seeds")
 
 
 def test_runs_that_did_not_train_are_left_out_and_counted():
@@ -80,3 +80,62 @@ def test_normalize_reads_old_records_in_todays_names():
     assert "val_error" not in new and new["history"]["test_error"] == [14.0, 13.5]
     assert new["config"]["batching"] == "shuffled" and new["config"]["memory_format"] == "contiguous"
     assert new["did_not_train"] is False and isinstance(Paired(0, 0, 0, 0, 1, 1), Paired)
+
+
+# ---- Holm's correction and comparisons across commits ---------------------------------------
+def test_holm_matches_hand_computed_values():
+    from gnlib.analysis.stats import holm
+
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> max(0.06, .)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])               # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02])                       # one test: unchanged
+    out = holm([float("nan"), 0.02, 0.04])                             # NaN: no test, not counted
+    assert math.isnan(out[0]) and out[1:] == pytest.approx([0.04, 0.04])
+    assert holm([]) == []
+
+
+def test_commit_verdict_withholds_a_verdict_below_the_floor_between_commits():
+    from gnlib.analysis.reports import commit_verdict, same_commit
+
+    p = Paired(mean=0.5, se=0.05, t=10.0, df=2, p=0.01, n=3)
+    assert commit_verdict(p, ["abc"], ["abc"], floor=0.77) == p.verdict()   # one clean commit
+    below = commit_verdict(p, ["abc"], ["def"], floor=0.77)
+    assert "different commits" in below and "no verdict" in below and "worse" not in below
+    above = commit_verdict(Paired(1.5, 0.1, 15.0, 2, 0.004, 3), ["abc"], ["def"], floor=0.77)
+    assert "above the between-commit floor" in above and above.endswith("worse (p = 0.004)")
+    assert not same_commit(["abc+dirty"], ["abc+dirty"])                 # uncommitted changes
+    assert not same_commit(["abc", "def"], ["abc", "def"])
+    assert commit_verdict(p, ["abc+dirty"], ["abc+dirty"], floor=0.77).endswith("no verdict")
+
+
+def test_describe_conditions_names_the_commits():
+    from gnlib.analysis import describe_conditions
+
+    def nrec(norm, seed, err, batching, devices, commit):
+        r = rec(norm, seed, err, devices=devices, git_commit=commit)
+        r["config"]["batching"] = batching
+        return r
+
+    recs = [nrec("bn", s, 13.0 + 0.1 * s, "shuffled", 1, "aaa") for s in range(3)]
+    recs += [nrec("bn", s, 13.4 + 0.1 * s + 0.01 * s * s, "shuffled", 16, "bbb") for s in range(3)]
+    lines = describe_conditions(recs, floor=0.77)
+    assert "commit aaa" in lines[0]
+    assert "(bbb)" not in lines[1] and "commit bbb" in lines[1] and "(aaa)" in lines[1]
+    assert lines[1].rstrip().split(", train-mode")[0].endswith("no verdict")
+
+
+def test_describe_small_batch_names_commits_only_when_given_a_floor():
+    from gnlib.analysis import describe_small_batch
+
+    def srec(norm, seed, err, commit):
+        r = rec(norm, seed, err, git_commit=commit)
+        r["config"]["batch_size"] = 2
+        return r
+
+    recs = [srec("bn", s, 13.0 + 0.1 * s, "aaa") for s in range(3)]
+    recs += [srec("gn", s, 13.3 + 0.1 * s + 0.01 * s * s, "bbb") for s in range(3)]
+    plain = describe_small_batch(recs)
+    assert plain and "aaa" not in plain[-1]
+    line = [x for x in describe_small_batch(recs, floor=0.77) if "GN " in x][0]
+    assert "(bbb), minus BN (aaa)" in line and line.endswith("no verdict")

@@ -207,3 +207,26 @@ def test_twin_paired_flags_a_systematic_shift():
     batch = [rec(s, 13.45 + 0.1 * s + 0.01 * s * s, norm="in") for s in range(3)]
     p = analysis.twin_paired(analysis.twin_runs(groups, batch), "GN C/G = 1 = IN")
     assert p.n == 3 and p.significant and p.mean > 0
+
+
+# ---- the trained GN network of section 5 -----------------------------------------------------
+def test_committed_gn_model_loads_and_names_its_run():
+    model = ablation.load_trained_gn()
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert {m.num_groups for m in norm_layers(model)} == {ablation.GN32_RUN["groups"]}
+    record = ablation.gn32_record()
+    c = record["config"]
+    assert (c["norm"], c["groups"], c["channels_per_group"], c["seed"], c["devices"]) == (
+        "gn", 32, None, 0, 1)
+    assert record["preset"] == "full" and record["git_commit"] and record["test_error"] < 20
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_gn32_record_refuses_a_file_without_that_run(tmp_path):
+    path = tmp_path / "figure1.jsonl"
+    path.write_text("")
+    with pytest.raises(LookupError, match="found 0"):
+        ablation.gn32_record(path)

@@ -158,3 +158,29 @@ def test_renorm_frame_and_comparisons():
     assert out[(2, fixed, "Batch Norm")].mean == pytest.approx(0.5)
     assert out[(2, warm, fixed)].mean == pytest.approx(0.1)
     assert not any(b == 4 for b, *_ in out)          # no BR at batch 4: nothing to compare
+
+
+def test_reveal_gives_no_verdict_below_the_floor_between_commits(capsys):
+    recs = _small(0.6)
+    for r in recs:
+        if r["config"]["norm"] == "br":
+            r["git_commit"] = "def5678+dirty"
+    result = beyond.reveal_br_vs_bn(0.5, recs, floor=0.77)
+    assert "different commits" in result.message and "no verdict" in result.message
+    assert "BR runs: def5678+dirty; BN runs: abc1234" in result.message
+    capsys.readouterr()
+
+
+def test_describe_renorm_and_dirty_runs_name_the_commits():
+    recs = _small(0.6)
+    for r in recs:
+        if r["config"]["renorm"] == "warmup" and r["config"]["norm"] == "br":
+            r["git_commit"] = "def5678+dirty"
+    df = beyond.renorm_frame(recs)
+    lines = beyond.describe_renorm(df, floor=0.77)
+    warm, fixed = beyond.RENORM_LABELS["warmup"], beyond.RENORM_LABELS["fixed"]
+    line = [x for x in lines if x.startswith(f"batch 2: {warm} [def5678+dirty] minus {fixed}")][0]
+    assert line.endswith("no verdict")                  # |0.1| < floor, different commits
+    same = [x for x in lines if f"{fixed} [abc1234] minus Batch Norm [abc1234]" in x][0]
+    assert "different commits" not in same             # one clean commit: the plain verdict
+    assert beyond.dirty_runs(df) == [f"{warm} at batch 2: 3 of 3 runs (seeds 0, 1, 2; def5678+dirty)"]

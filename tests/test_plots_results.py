@@ -54,6 +54,20 @@ def test_group_sweep_pairs_each_setting_with_the_best():
     assert list(c.index) == [16, 1] and c.loc[16, "vs_best"].mean == pytest.approx(1.75)
 
 
+def test_group_sweep_corrects_the_row_with_holm():
+    from gnlib.analysis.stats import holm
+
+    g = group_sweep(_groups_records(), "groups")
+    raw = [g.loc[k, "vs_best"].p for k in (8, 1)]
+    assert [g.loc[k, "p_holm"] for k in (8, 1)] == pytest.approx(holm(raw), nan_ok=True)
+    assert g.loc[32, "p_holm"] != g.loc[32, "p_holm"] and g.loc[32, "vs_best_holm"] is None
+    h = g.loc[1, "vs_best_holm"]
+    assert h.mean == g.loc[1, "vs_best"].mean and h.p == pytest.approx(g.loc[1, "p_holm"])
+    assert h.p >= g.loc[1, "vs_best"].p                              # never smaller than raw
+    c = group_sweep(_groups_records(), "channels_per_group")         # one test: Holm = raw
+    assert c.loc[16, "p_holm"] == pytest.approx(c.loc[16, "vs_best"].p)
+
+
 def test_plot_groups_draws_changes_from_the_best_on_one_shared_axis():
     fig = plot_groups(_groups_records(), paper=PAPER, noise_floor=0.6)
     left, right = fig.axes
@@ -61,7 +75,8 @@ def test_plot_groups_draws_changes_from_the_best_on_one_shared_axis():
     assert "minus the row's best" in left.get_ylabel()
     assert left.get_xlabel() == "number of groups G"
     labels = [t.get_text() for t in left.get_legend().get_texts()]
-    assert any("noise floor" in t for t in labels) and any("paper" in t for t in labels)
+    assert any("noise floor" in t and "rough run-to-run scale" in t for t in labels)
+    assert any("paper" in t for t in labels) and any("best after the fact" in t for t in labels)
     ours = [line for line in left.get_lines() if line.get_marker() == "o"][0]
     assert sorted(ours.get_ydata()) == pytest.approx([0.0, 0.5, 1.05])
     paper = [line for line in left.get_lines() if line.get_marker() == "s"][0]
@@ -132,3 +147,24 @@ def test_renorm_explorer_recomputes_when_a_slider_moves():
     box.sliders["d_max"].value = 0.0
     assert np.allclose(box.state["example"]["d"], 0.0)
     assert [s.description for s in box.sliders.values()] == ["r_max", "d_max"]
+
+
+# ---- non-i.i.d. batches ---------------------------------------------------------------------
+def test_plot_non_iid_marks_conditions_with_runs_left_out():
+    from gnlib.plots import plot_non_iid
+
+    def nrec(norm, seed, err, batching, devices, did_not_train=False):
+        r = rec(seed, err, did_not_train=did_not_train)
+        r["config"].update(norm=norm, batching=batching, devices=devices)
+        r["history"]["train_loss"] = [2.31 if did_not_train else 0.5]
+        return r
+
+    recs = [nrec(n, s, 14.0 + s, "shuffled", 1) for n in ("bn", "gn") for s in range(3)]
+    recs += [nrec("gn", 0, 58.0, "non-iid-2", 1)]
+    recs += [nrec("gn", s, 90.0, "non-iid-2", 1, did_not_train=True) for s in (1, 2)]
+    fig = plot_non_iid(recs)
+    ax = fig.axes[0]
+    notes = [t.get_text() for t in ax.texts]
+    assert notes == ["n = 1 of 3"]
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1   # outside, off the data

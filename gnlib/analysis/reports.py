@@ -6,9 +6,9 @@ from ..paper import METHOD_FACTS, NORM_LABELS
 from .frames import condition_order, history_frame, runs_frame  # noqa: F401  (history_frame: re-export)
 from .stats import Paired, mean_se, paired_difference, paired_test
 
-__all__ = ["condition_table", "describe_conditions", "describe_figure1", "describe_small_batch",
-           "figure1_table", "last_epoch_change", "method_summary", "summary_table", "TWINS",
-           "twin_paired", "twin_runs"]
+__all__ = ["commit_verdict", "commits_frame", "condition_table", "describe_conditions",
+           "describe_figure1", "describe_small_batch", "figure1_table", "last_epoch_change",
+           "method_summary", "same_commit", "summary_table", "TWINS", "twin_paired", "twin_runs"]
 
 
 def summary_table(records: list[dict], by: tuple[str, ...] = ("norm", "batch_size"),
@@ -56,20 +56,25 @@ def figure1_table(records: list[dict]):
 
 def condition_table(records: list[dict]):
     """Mean and SE over usable seeds of the eval-mode and train-mode test error per batch
-    condition (:func:`non_iid_label`) and norm, in the order of :func:`non_iid_order`."""
+    condition (:func:`non_iid_label`) and norm, in the order of :func:`non_iid_order`, and
+    ``left_out``: the runs of that cell left out (diverged or did not train)."""
     df = runs_frame(records)
+    left = (~df["usable"]).groupby([df["condition"], df["norm"]]).sum().astype(int)
     df = df[df["usable"]]
     t = df.groupby(["condition", "norm"])[["test_error", "test_error_train_mode"]].agg(
         ["mean", "sem", "count"])
     t.columns = [f"{a}_{b}" for a, b in t.columns]
+    t["left_out"] = left.reindex(t.index).fillna(0).astype(int)
     return t.reindex(condition_order(records), level="condition").round(2)
 
 
-def describe_conditions(records: list[dict]) -> list[str]:
+def describe_conditions(records: list[dict], floor: float | None = None) -> list[str]:
     """One sentence per batch condition of the ``non-iid`` experiment: BN's, SyncBN's and GN's
-    test error and their seed-paired difference from the shuffled run of the same norm (BN's
-    for SyncBN), with BN's train-mode error; runs left out are counted."""
-    df = runs_frame(records)
+    test error with the commits of its runs, and their seed-paired difference from the
+    shuffled run of the same norm (BN's for SyncBN), with BN's train-mode error; runs left out
+    are counted. Where the two sides ran at different commits, :func:`commit_verdict` gives no
+    verdict for a difference below ``floor`` (the between-commit noise floor, points)."""
+    df = commits_frame(records)
     out = []
     for cond in condition_order(records):
         parts = []
@@ -81,12 +86,15 @@ def describe_conditions(records: list[dict]) -> list[str]:
             m, _, n = mean_se(g[g["usable"]]["test_error"].tolist())
             name = NORM_LABELS[norm] if norm == "syncbn" else norm.upper()
             left = int((~g["usable"]).sum())
+            mine = _commits(g)
             txt = f"{name} {m:.2f} % ({n} seed{'s' * (n != 1)}" + (
-                f"; {left} did not train, left out)" if left else ")")
+                f"; {left} did not train, left out" if left else "") + f"; commit {mine})"
             if cond != "shuffled":
                 base = lambda d, r=ref: (d["norm"] == r) & (d["condition"] == "shuffled")  # noqa: E731
                 p = paired_difference(df, here, base)
-                txt += f", minus shuffled {ref.upper()}: {p}, {p.verdict()}"
+                theirs = _commits(df[base(df)])
+                txt += (f", minus shuffled {ref.upper()} ({theirs}): {p}, "
+                        f"{commit_verdict(p, mine.split(', '), theirs.split(', '), floor)}")
             if norm == "bn":
                 txt += f", train-mode statistics {mean_se(g[g['usable']]['test_error_train_mode'])[0]:.2f} %"
             parts.append(txt)
@@ -94,10 +102,13 @@ def describe_conditions(records: list[dict]) -> list[str]:
     return out
 
 
-def describe_small_batch(records: list[dict], reference: str = "bn") -> list[str]:
+def describe_small_batch(records: list[dict], reference: str = "bn",
+                         floor: float | None = None) -> list[str]:
     """One sentence per (batch size, norm) of the ``small-batch`` experiment: the seed-paired
-    difference from ``reference`` at the same batch size."""
-    df = runs_frame(records)
+    difference from ``reference`` at the same batch size. With ``floor`` (the between-commit
+    noise floor, points) each sentence names the commits of both sides, and where they differ
+    :func:`commit_verdict` gives no verdict for a difference below the floor."""
+    df = commits_frame(records)
     out = []
     for b in sorted(df["batch_size"].unique(), reverse=True):
         ref = lambda d, b=b: (d["norm"] == reference) & (d["batch_size"] == b)  # noqa: E731
@@ -108,8 +119,14 @@ def describe_small_batch(records: list[dict], reference: str = "bn") -> list[str
                 continue
             m = mean_se(df[sel(df) & df["usable"]]["test_error"])[0]
             p = paired_difference(df, sel, ref)
-            out.append(f"batch {b}: {n.upper():5s} {m:.2f} %, minus {reference.upper()}: {p}: "
-                       f"{p.verdict()}")
+            if floor is None:
+                out.append(f"batch {b}: {n.upper():5s} {m:.2f} %, minus {reference.upper()}: {p}: "
+                           f"{p.verdict()}")
+                continue
+            mine, theirs = _commits(df[sel(df)]), _commits(df[ref(df)])
+            out.append(f"batch {b}: {n.upper():5s} {m:.2f} % ({mine}), minus "
+                       f"{reference.upper()} ({theirs}): {p}: "
+                       f"{commit_verdict(p, mine.split(', '), theirs.split(', '), floor)}")
     return out
 
 
@@ -225,3 +242,46 @@ def twin_paired(twins, label: str):
     """The seed-paired test (:class:`gnlib.analysis.Paired`) of one twin pair's difference:
     what a test would conclude about two runs of the *same* model from two commits."""
     return paired_test(twins[twins["twins"] == label]["difference"].tolist())
+
+
+# --------------------------------------------------------------------------------------
+# Comparisons across commits
+# --------------------------------------------------------------------------------------
+def commits_frame(records: list[dict]):
+    """:func:`runs_frame` plus ``commit``: the ``git_commit`` each run was made at (``"?"``
+    where not recorded; ``+dirty``: from a working tree with uncommitted changes)."""
+    df = runs_frame(records)
+    df["commit"] = [r.get("git_commit") or "?" for r in records]
+    return df
+
+
+def _commits(df) -> str:
+    """The commits of the usable runs of ``df`` (of all its runs if none is usable), sorted,
+    comma-separated."""
+    use = df[df["usable"]] if df["usable"].any() else df
+    return ", ".join(sorted(set(use["commit"])))
+
+
+def same_commit(commits_a, commits_b) -> bool:
+    """True when both sides ran at one and the same commit, without uncommitted changes (two
+    ``+dirty`` runs of one commit may have run different code)."""
+    a, b = set(commits_a), set(commits_b)
+    return len(a) == 1 and a == b and not any(c == "?" or c.endswith("+dirty") for c in a)
+
+
+def commit_verdict(p: Paired, commits_a, commits_b, floor: float | None = None,
+                   worse: str = "worse", better: str = "better") -> str:
+    """The verdict of a seed-paired difference ``p`` whose sides ran at ``commits_a`` and
+    ``commits_b``: :meth:`Paired.verdict` when :func:`same_commit`; otherwise it says
+    "different commits" and, where ``|p.mean|`` is below ``floor`` (how far runs of the *same*
+    model and seed at two commits already differ, notebook 06), gives no verdict: the gap
+    could come from the code change, not from the method."""
+    if same_commit(commits_a, commits_b):
+        return p.verdict(worse, better)
+    if floor is None or p.n < 2 or p.mean != p.mean:
+        return f"different commits: {p.verdict(worse, better)}"
+    if abs(p.mean) < floor:
+        return (f"different commits, |difference| below the between-commit floor "
+                f"({floor:.2f}): no verdict")
+    return (f"different commits, |difference| above the between-commit floor ({floor:.2f}): "
+            f"{p.verdict(worse, better)}")

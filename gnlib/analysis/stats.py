@@ -8,7 +8,8 @@ and the augmentation, so two configurations are compared seed by seed. With
     t = \frac{\bar d}{\mathrm{SE}}\ \text{with}\ n - 1\ \text{degrees of freedom}
 
 (:func:`paired_difference`); a verdict says "worse" / "better" only when the two-sided
-:math:`p < 0.05` (with 3 seeds that needs :math:`|t| > 4.30`).
+:math:`p < 0.05` (with 3 seeds that needs :math:`|t| > 4.30`). Several tests of one family
+(e.g. every setting of a row against its best) are corrected with :func:`holm`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["ALPHA", "Paired", "describe_paired", "mean_se", "paired_difference", "paired_test"]
+__all__ = ["ALPHA", "Paired", "describe_paired", "holm", "mean_se", "paired_difference",
+           "paired_test"]
 
 ALPHA = 0.05
 
@@ -52,7 +54,7 @@ class Paired:
         if self.n < 2:
             return "one seed pair only, no test"
         if not self.significant:
-            return f"no significant difference (p = {self.p:.2f})"
+            return f"not significant at 5 % with {self.n} seeds (p = {self.p:.2f})"  # not "equal"
         return f"{worse if self.mean > 0 else better} (p = {self.p:.3f})"
 
     def __str__(self) -> str:
@@ -83,3 +85,20 @@ def paired_difference(df, a: Callable, b: Callable, value: str = "test_error") -
 def describe_paired(name_a: str, name_b: str, p: Paired) -> str:
     """One sentence: ``"A - B: +0.70 ± 0.10 (n = 3): worse (p = 0.020)"``."""
     return f"{name_a} - {name_b}: {p}: {p.verdict()}"
+
+
+def holm(pvalues) -> list[float]:
+    r"""Holm's step-down adjusted p-values of one family of tests, in the order given.
+
+    With the :math:`m` non-NaN p-values sorted, :math:`p_{(1)} \le \dots \le p_{(m)}`, the
+    adjusted :math:`\tilde p_{(i)} = \min\big(1, \max_{j \le i} (m - j + 1)\, p_{(j)}\big)`;
+    rejecting where :math:`\tilde p < \alpha` keeps the chance of any false "significant" in
+    the family at most :math:`\alpha`. NaN (no test) stays NaN and does not count in :math:`m`.
+    """
+    p = [float(v) for v in pvalues]
+    order = sorted((i for i, v in enumerate(p) if v == v), key=lambda i: p[i])
+    m, out, running = len(order), [math.nan] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

@@ -12,7 +12,9 @@ r"""Checkers of notebook 06 (how many groups?), with specific feedback, and its 
 * :func:`norm_inputs`, :func:`group_costs` — the measurement behind "why the extremes tend to
   be worse": on a trained model's activations, what one set of statistics does to channels of
   different scale (the LN end) and how much class information the statistics GN removes carry
-  (the IN end).
+  (the IN end);
+* :func:`load_trained_gn`, :func:`gn32_record` — that trained model: the committed GN network
+  (:data:`GN32_MODEL`) of the converged figure-1 grid, and the results record of its run.
 * :func:`twin_runs`, :func:`twin_paired` — the course's noise floor: GN settings of the
   ``groups`` grid that are the same model as a norm of the ``batch-size`` grid (C/G = 1 is IN,
   G = 1 is LN, G = 32 is GN), run with the same seeds at different commits.
@@ -20,6 +22,7 @@ r"""Checkers of notebook 06 (how many groups?), with specific feedback, and its 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,9 +32,10 @@ from ..paper import PAPER
 from .common import (NOT_ANSWERED, NOT_PREDICTED, REVEALED, CheckResult, is_placeholder,
                      keyed_answer, number_answer, report)
 
-__all__ = ["IN_CHANNELS", "ROW_NAMES", "WORSE_BY", "check_group_counts",
-           "check_paper_reading", "group_costs", "instance_gap", "norm_inputs",
-           "reveal_instance_gap", "worse_than_best"]
+__all__ = ["GN32_MODEL", "GN32_RUN", "IN_CHANNELS", "ROW_NAMES", "WORSE_BY",
+           "check_group_counts", "check_paper_reading", "gn32_record", "group_costs",
+           "instance_gap", "load_trained_gn", "norm_inputs", "reveal_instance_gap",
+           "worse_than_best"]
 
 
 def _is_int(v: Any) -> bool:
@@ -228,6 +232,39 @@ def reveal_instance_gap(prediction: Any, records: list[dict], paper: Mapping = P
 # --------------------------------------------------------------------------------------
 # The measurement: what the two extremes cost, on a trained model's activations
 # --------------------------------------------------------------------------------------
+#: The committed GN network: the final weights of the figure-1 grid's run **GN, G = 32,
+#: seed 0, preset "full"** (60,000 images with crop + flip, 10 epochs; record in
+#: ``results/figure1.jsonl``, :func:`gn32_record`), copied from its checkpoint
+#: ``results/checkpoints/figure1-b27277a1bd89.pt`` (named by the hash of the record's config as
+#: stored, before ``TrainConfig.renorm`` existed) with floating-point tensors as float16, as
+#: ``results/models/bn32_seed0.pt`` (:func:`gnlib.batch_stats.load_trained_bn`).
+GN32_MODEL = Path(__file__).resolve().parents[2] / "results" / "models" / "gn32_seed0.pt"
+#: The run whose weights :data:`GN32_MODEL` holds: preset and config values of its record.
+GN32_RUN = {"preset": "full", "norm": "gn", "groups": 32, "channels_per_group": None,
+            "seed": 0, "devices": 1}
+
+
+def gn32_record(path: str | Path | None = None) -> dict:
+    """The record (``results/figure1.jsonl``, or ``path``) of the run :data:`GN32_MODEL` was
+    copied from: its commit, date, command and test error."""
+    from ..experiments import load_results, results_path
+
+    run = {k: v for k, v in GN32_RUN.items() if k != "preset"}
+    found = [r for r in load_results(path or results_path("figure1"), preset=GN32_RUN["preset"])
+             if all(r["config"].get(k) == v for k, v in run.items())]
+    if len(found) != 1:
+        raise LookupError(f"expected one record of {GN32_RUN} in {path or 'figure1.jsonl'}, "
+                          f"found {len(found)}")
+    return found[0]
+
+
+def load_trained_gn(path: str | Path = GN32_MODEL) -> nn.Module:
+    """The trained GN model (``build_model("gn", groups=32)``), float32, in eval mode."""
+    from ..models import load_trained
+
+    return load_trained(path, "gn", groups=GN32_RUN["groups"])
+
+
 def norm_inputs(model: nn.Module, x: Tensor, batch: int = 500) -> list[Tensor]:
     """The input of every normalization layer of ``model`` (eval mode, no gradient), in
     forward order, for the images ``x``."""

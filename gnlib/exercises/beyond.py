@@ -11,7 +11,10 @@ r"""Checkers of notebook 07 (beyond Group Norm), with specific feedback.
   warm-up) minus BN at batch 2, seed-paired on the committed results.
 * :func:`renorm_frame`, :func:`renorm_comparisons` — the small-batch runs with Batch Renorm
   split by recipe (fixed bounds as in the GN paper, warm-up as in the BR paper), seed-paired
-  against BN: the numbers behind "why BR is worse than BN here".
+  against BN: the numbers behind "why BR does not beat BN here"; :func:`describe_renorm`
+  prints them with the commits of both sides (no verdict for a gap between commits below the
+  between-commit floor), :func:`dirty_runs` names the runs made from a working tree with
+  uncommitted changes.
 """
 from __future__ import annotations
 
@@ -26,9 +29,8 @@ from .common import (NOT_PREDICTED, REVEALED, CheckResult, as_number, keyed_answ
                      report)
 
 __all__ = ["RENORM_LABELS", "SYNC_SETUP", "br_vs_bn", "check_renorm_values", "check_syncbn_count",
-           "renorm_bn_gap", "renorm_comparisons", "renorm_frame", "renorm_identity",
-           "reveal_br_vs_bn"]
-
+           "describe_renorm", "dirty_runs", "renorm_bn_gap", "renorm_comparisons", "renorm_frame",
+           "renorm_identity", "reveal_br_vs_bn"]
 
 
 # --------------------------------------------------------------------------------------
@@ -206,9 +208,12 @@ def br_vs_bn(records: list[dict], batch_size: int = 2, renorm: str = "warmup"):
 
 
 def reveal_br_vs_bn(prediction: Any, records: list[dict], batch_size: int = 2,
-                    paper: Mapping = PAPER) -> CheckResult:
+                    paper: Mapping = PAPER, floor: float | None = None) -> CheckResult:
     """Reveal BR (warm-up) minus BN at ``batch_size`` (points, seed-paired) only once
-    ``prediction`` (a number of points) is recorded; the paper's batch-4 gap for reference."""
+    ``prediction`` (a number of points) is recorded; the paper's batch-4 gap for reference.
+    The verdict is :func:`gnlib.analysis.reports.commit_verdict`'s: where the BR and BN runs
+    ran at different commits and the gap is below ``floor`` (the between-commit noise floor),
+    none."""
     title = f"Prediction (Batch Renorm minus BN at batch {batch_size}, in points)"
     p, problem = number_answer(prediction, "predict a number of points", NOT_PREDICTED)
     if problem is not None:
@@ -230,9 +235,17 @@ def reveal_br_vs_bn(prediction: Any, records: list[dict], batch_size: int = 2,
     else:
         passed, verdict = False, (f"right direction, {abs(p - gap.mean):.1f} points "
                                   f"{'above' if p > gap.mean else 'below'} the measurement")
+    from ..analysis.reports import commit_verdict, commits_frame
+
+    df = commits_frame(records)
+    df["renorm"] = [r["config"].get("renorm", "fixed") for r in records]
+    df = df[df["usable"] & (df["batch_size"] == batch_size)]
+    sides = [sorted(set(df[(df["norm"] == "br") & (df["renorm"] == "warmup")]["commit"])),
+             sorted(set(df[df["norm"] == "bn"]["commit"]))]
+    commits = f"BR runs: {', '.join(sides[0])}; BN runs: {', '.join(sides[1])}"
     return report(title, passed, f"you predicted {p:+.2f}; measured: {gap} points, "
-                  f"{gap.verdict()}; GN paper, ImageNet at batch 4: {paper_gap:+.1f}.\n  "
-                  f"{verdict}.", REVEALED)
+                  f"{commit_verdict(gap, *sides, floor)} ({commits}); GN paper, ImageNet at "
+                  f"batch 4: {paper_gap:+.1f}.\n  {verdict}.", REVEALED)
 
 
 # --------------------------------------------------------------------------------------
@@ -282,4 +295,39 @@ def renorm_comparisons(df, batch_sizes=(4, 2)) -> list[tuple[int, str, str, Any]
             if (sel(df, a) & df["usable"]).any() and (sel(df, ref) & df["usable"]).any():
                 out.append((b, a, ref, paired_difference(df, lambda d, a=a: sel(d, a),
                                                          lambda d, r=ref: sel(d, r))))
+    return out
+
+
+def _side_commits(df, method: str, batch_size: int) -> list[str]:
+    sel = df[(df["method"] == method) & (df["batch_size"] == batch_size) & df["usable"]]
+    return sorted(set(sel["commit"]))
+
+
+def describe_renorm(df, floor: float | None = None) -> list[str]:
+    """One line per :func:`renorm_comparisons` of :func:`renorm_frame` ``df``: both sides with
+    the commits of their runs, the seed-paired difference and
+    :func:`gnlib.analysis.reports.commit_verdict` (no verdict where the sides ran at
+    different commits and the gap is below ``floor``, the between-commit noise floor)."""
+    from ..analysis.reports import commit_verdict
+
+    out = []
+    for b, a, ref, p in renorm_comparisons(df):
+        ca, cb = _side_commits(df, a, b), _side_commits(df, ref, b)
+        out.append(f"batch {b}: {a} [{', '.join(ca)}] minus {ref} [{', '.join(cb)}]: {p}: "
+                   f"{commit_verdict(p, ca, cb, floor)}")
+    return out
+
+
+def dirty_runs(df) -> list[str]:
+    """For each (method, batch size) of ``df`` (:func:`renorm_frame`) with runs made from a
+    working tree with uncommitted changes (``git_commit`` ending in ``+dirty``): how many of
+    its runs, at which commits."""
+    out = []
+    for (method, b), g in df.groupby(["method", "batch_size"], sort=False):
+        dirty = g[g["commit"].str.endswith("+dirty")]
+        if len(dirty):
+            out.append(f"{method} at batch {b}: {len(dirty)} of {len(g)} runs "
+                       f"(seed{'s' * (len(dirty) > 1)} "
+                       f"{', '.join(str(int(s)) for s in sorted(dirty['seed']))}; "
+                       f"{', '.join(sorted(set(dirty['commit'])))})")
     return out

@@ -1,9 +1,9 @@
 r"""Checkers of notebook 05 (the paper's Figure 1), with specific feedback.
 
-* :func:`check_values_per_statistic` — exercise 1, an inline question: how many values of one
+* :func:`check_values_per_statistic` — exercise 2, an inline question: how many values of one
   channel a BN statistic averages at a layer of ``H x W`` with ``s`` images per device
   (:math:`s\cdot H\cdot W`); a wrong number is matched against the usual slips.
-* :func:`check_paired_difference` — exercise 2, ``fn(errors_a, errors_b) -> (mean, se)``: the
+* :func:`check_paired_difference` — exercise 1, ``fn(errors_a, errors_b) -> (mean, se)``: the
   seed-paired difference of two conditions and its standard error, checked against
   :func:`gnlib.analysis.paired_difference`'s formula; an unpaired standard error, a standard
   deviation instead of a standard error, or a flipped sign is named.
@@ -23,11 +23,11 @@ __all__ = ["PAIRED_CASES", "check_paired_difference", "check_values_per_statisti
            "reveal_bn_penalty", "solution_paired_difference"]
 
 
-# ---- exercise 1 --------------------------------------------------------------------------
+# ---- exercise 2 --------------------------------------------------------------------------
 def check_values_per_statistic(answer: Any, images: int, height: int, width: int,
                                channels: int, total_batch: int = 32) -> CheckResult:
     """Check the number of values one BN statistic (one channel, one device) averages."""
-    title = "Exercise 1 (values per BN statistic)"
+    title = "Exercise 2 (values per BN statistic)"
     if is_placeholder(answer):
         return report(title, False, NOT_ANSWERED)
     if isinstance(answer, bool) or not isinstance(answer, int):
@@ -46,7 +46,7 @@ def check_values_per_statistic(answer: Any, images: int, height: int, width: int
     return report(title, False, f"{answer} is wrong: {why}")
 
 
-# ---- exercise 2 --------------------------------------------------------------------------
+# ---- exercise 1 --------------------------------------------------------------------------
 #: ``(errors of A per seed, errors of B per seed)``: made-up numbers where the paired and the
 #: unpaired standard errors differ a lot (the seeds move both conditions together).
 PAIRED_CASES = (
@@ -87,7 +87,7 @@ def _paired_feedback(mean: float, se: float, a, b) -> str | None:
 
 def check_paired_difference(fn: Callable[..., Any]) -> CheckResult:
     """Check ``fn(errors_a, errors_b) -> (mean, se)`` on :data:`PAIRED_CASES`."""
-    title = "Exercise 2 (seed-paired difference)"
+    title = "Exercise 1 (seed-paired difference)"
     for a, b in PAIRED_CASES:
         out, problem = call_student(fn, list(a), list(b))
         if problem is not None:
@@ -131,7 +131,7 @@ def reveal_bn_penalty(prediction: Any, measured: float, se: float, n: int,
 # ---- model solution (notebook 05 shows it after the checker) ---------------------------------
 def solution_paired_difference(errors_a: Sequence[float],
                                errors_b: Sequence[float]) -> tuple[float, float]:
-    """Exercise 2's model solution: mean and standard error of the per-seed differences."""
+    """Exercise 1's model solution: mean and standard error of the per-seed differences."""
     d = [a - b for a, b in zip(errors_a, errors_b)]           # d_k = e_A(k) - e_B(k)
     n = len(d)
     mean = sum(d) / n

@@ -149,7 +149,7 @@ def show_bn_vs_gn() -> None:
 def check_bn_vs_gn(answer: Any, params: dict[str, int] | None = None) -> CheckResult:
     """Check the letter chosen in exercise 3. ``params``: ``{"bn": ..., "gn": ...}``
     parameter counts of the course's model, quoted in the feedback on option (a)."""
-    title = "Exercise 3 (why BN's training error is higher)"
+    title = "Exercise 3 (why, in the paper, BN's training error is higher)"
     if is_placeholder(answer):
         return report(title, False, NOT_ANSWERED)
     key = str(answer).strip().strip("()").lower()

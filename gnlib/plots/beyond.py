@@ -70,25 +70,34 @@ def _non_iid_frame(records: list[dict]):
     from ..analysis import condition_order, runs_frame
 
     df = runs_frame(records)
-    return df[df["usable"]], condition_order(records)
+    return df[df["usable"]], condition_order(records), df.groupby(["norm", "condition"]).size()
 
 
 def plot_non_iid(records: list[dict]) -> Figure:
     """Test error (%) of BN and GN per batch condition at batch 32 (mean ± std over seeds);
-    for BN also the error with train-mode statistics (hollow markers)."""
-    df, order = _non_iid_frame(records)
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(order) + 2))
+    for BN also the error with train-mode statistics (hollow markers). Where runs were left
+    out (did not train), the marker is annotated "n = usable of runs"; the legend sits outside
+    the axes, off the data."""
+    df, order, totals = _non_iid_frame(records)
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(order) + 2))
     y = {c: i for i, c in enumerate(order)}
     series = [("bn", "test_error", False), ("bn", "test_error_train_mode", True),
               ("syncbn", "test_error", False), ("gn", "test_error", False)]
     series = [s for s in series if s[0] in set(df["norm"])]
     for k, (norm, col, hollow) in enumerate(series):
-        d = df[df["norm"] == norm].groupby("condition")[col].agg(["mean", "std"]).dropna(how="all")
+        d = df[df["norm"] == norm].groupby("condition")[col].agg(["mean", "std", "count"])
+        d = d.dropna(subset=["mean"])
         off = (k - (len(series) - 1) / 2) * 0.18
         ax.errorbar(d["mean"], [y[c] + off for c in d.index], xerr=d["std"].fillna(0), fmt="o",
                     color=NORM_COLORS[norm], mfc="white" if hollow else None, capsize=3,
                     label=NORM_LABELS[norm] + (" (train-mode statistics on test)" if hollow
                                                else " (eval mode)"))
+        for c, row in d.iterrows():
+            total = int(totals.get((norm, c), 0))
+            if not hollow and row["count"] < total:
+                ax.annotate(f"n = {int(row['count'])} of {total}", (row["mean"], y[c] + off),
+                            xytext=(7, 0), textcoords="offset points", fontsize=8,
+                            va="center", color=NORM_COLORS[norm])
         runs = df[(df["norm"] == norm) & df[col].notna()]
         ax.plot(runs[col], [y[c] + off for c in runs["condition"]], ".", color="k", alpha=0.4,
                 ms=4, label="single seeds" if k == 0 else None)
@@ -97,7 +106,7 @@ def plot_non_iid(records: list[dict]) -> Figure:
     ax.invert_yaxis()
     label_axes(ax, xlabel="test error (%; guessing gives 90 %)",
                title="batch 32 (one SGD step on all 32): how its images are grouped", grid="x",
-               legend=dict(fontsize=8, loc="best"))
+               legend=dict(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0)))
     fig.tight_layout()
     return fig
 

@@ -21,7 +21,7 @@ from .style import NORM_COLORS, NORM_LABELS, label_axes
 __all__ = ["plot_figure1", "plot_figure1_curves", "plot_figure1_diagnostics"]
 
 
-def _slice_axis(ax, slices, label: str = "images per device (BN statistics over them)") -> None:
+def _slice_axis(ax, slices, label: str = "images per device (BN statistics over them; log scale)") -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(slices))
     ax.set_xticklabels([str(s) for s in sorted(slices)])
@@ -59,12 +59,14 @@ def plot_figure1(records: list[dict], paper: dict | None = None, zoom_above: flo
     slices = sorted(df["slice"].unique())
     ok = df[df["usable"]]
     top = _zoom(ax, df["test_error"].dropna().tolist() or [0.0], zoom_above)
-    for norm in ("gn", "ln", "in"):
+    for norm, ls, z in (("ln", "--", 1.5), ("in", ":", 1.6), ("gn", "-", 1.7)):  # GN on top
         m, se, n = mean_se(ok[ok["norm"] == norm]["test_error"])
         if n:
             ax.axhspan(m - (se if se == se else 0), m + (se if se == se else 0),
-                       color=NORM_COLORS[norm], alpha=0.2)
-            ax.axhline(m, color=NORM_COLORS[norm], lw=1.5, label=f"{NORM_LABELS[norm]} ({n} seed{'s' * (n != 1)})")
+                       color=NORM_COLORS[norm], alpha=0.2, zorder=z - 0.5)
+            spread = f"mean ± SE, {n} seeds" if n > 1 else "1 seed"
+            ax.axhline(m, color=NORM_COLORS[norm], lw=2 if norm == "gn" else 1.5, ls=ls, zorder=z,
+                       label=f"{NORM_LABELS[norm]} ({spread})")
     bn = ok[ok["norm"] == "bn"]
     stats = [(s, *mean_se(bn[bn["slice"] == s]["test_error"])) for s in slices]
     stats = [t for t in stats if t[3]]
@@ -102,8 +104,9 @@ def _paper_panel(ax, paper: dict) -> None:
 
 
 def plot_figure1_diagnostics(records: list[dict], layer_slices=(32, 2, 1)) -> Figure:
-    """Left: BN's test error per slice size evaluated three ways (running averages, PreciseBN
-    population statistics, train-mode statistics of test slices of the same size), mean over
+    """Left: BN's test error per slice size evaluated three ways (running averages, PreciseBN:
+    the plain average of training slices' statistics, train-mode statistics of test slices of
+    the same size), mean over
     usable seeds, log scale. Right: per BN layer, the slice variance and the running variance
     as fractions of the population variance of the layer's eval-mode input, for
     ``layer_slices`` (seed 0 or the first usable seed)."""
@@ -112,7 +115,8 @@ def plot_figure1_diagnostics(records: list[dict], layer_slices=(32, 2, 1)) -> Fi
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     slices = sorted(bn["slice"].unique())
     for col, label, mk in (("test_error", "running averages (EMA, eval mode)", "o-"),
-                           ("test_error_precise_bn", "PreciseBN (population statistics)", "s--"),
+                           ("test_error_precise_bn", "PreciseBN (plain average of training slices' statistics)",
+                            "s--"),
                            ("test_error_train_mode", "train-mode statistics of test slices", "^:")):
         ys = [mean_se(bn[bn["slice"] == s][col])[0] for s in slices]
         ax.plot(slices, ys, mk, color=NORM_COLORS["bn"], alpha=1 if mk == "o-" else 0.7, label=label)
@@ -150,7 +154,7 @@ def plot_figure1_curves(records: list[dict], slice_size: int = 1,
                         references=("gn",)) -> Figure:
     """Training error (train mode: the slices' statistics) and test error (eval mode: running
     averages) per epoch of BN with statistics over ``slice_size`` images, against the
-    ``references`` (mean over usable seeds; the band spans the seeds)."""
+    ``references`` (mean over usable seeds; the band spans the seeds: min to max)."""
     from ..analysis import history_frame
 
     h = history_frame(records)
@@ -173,7 +177,7 @@ def plot_figure1_curves(records: list[dict], slice_size: int = 1,
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(ScalarFormatter())
-        label_axes(ax, xlabel="epoch", ylabel="error (%, log scale)", title=what,
-                   legend=dict(fontsize=8))
+        label_axes(ax, xlabel="epoch", ylabel="error (%, log scale)",
+                   title=f"{what}\nmean of the seeds; band: min to max", legend=dict(fontsize=8))
     fig.tight_layout()
     return fig

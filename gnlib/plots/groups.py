@@ -1,7 +1,8 @@
 """Figures of the group ablation (notebook 06, the paper's Table 3), drawn from records.
 
 * :func:`plot_groups`: error vs G and vs channels per group as the change from the best
-  setting, ours next to the paper (Table 3); :func:`group_sweep` is its table;
+  setting, ours next to the paper (Table 3); :func:`group_sweep` is its table (seed-paired
+  tests against the row's best, Holm-corrected per row);
 * :func:`plot_group_costs`: the two costs behind GN's extremes.
 """
 from __future__ import annotations
@@ -21,11 +22,18 @@ GROUP_ROWS = (("groups", "number of groups G", "G"),
 def group_sweep(records: list[dict], column: str):
     """One row of Table 3 measured: per setting of ``column`` (``"groups"`` or
     ``"channels_per_group"``) the mean test error over usable seeds and the seed-paired
-    difference from the row's best setting (:class:`gnlib.analysis.Paired`; ``None`` for the
-    best itself). A DataFrame indexed by the setting, largest first."""
+    difference from the row's best setting (``vs_best``, :class:`gnlib.analysis.Paired`;
+    ``None`` for the best itself). The best is the lowest mean, chosen after the fact, and the
+    row tests every other setting against it, so ``p_holm`` holds the p-values adjusted with
+    Holm's method over the row's tests (:func:`gnlib.analysis.stats.holm`) and ``vs_best_holm``
+    the same differences carrying that adjusted p (its ``verdict()`` is the row's verdict).
+    A DataFrame indexed by the setting, largest first."""
+    import dataclasses
+
     import pandas as pd
 
     from ..analysis import mean_se, paired_difference, runs_frame
+    from ..analysis.stats import holm
 
     df = runs_frame(records)
     df = df[df["norm"] == "gn"]
@@ -44,6 +52,12 @@ def group_sweep(records: list[dict], column: str):
     at = lambda k: (lambda d: d[column] == k)  # noqa: E731
     out["vs_best"] = [None if k == best else paired_difference(df, at(k), at(best))
                       for k in out.index]
+    tested = [k for k in out.index if k != best]
+    adjusted = dict(zip(tested, holm([out.loc[k, "vs_best"].p for k in tested])))
+    out["p_holm"] = [adjusted.get(k) for k in out.index]
+    out["vs_best_holm"] = [None if k == best else dataclasses.replace(out.loc[k, "vs_best"],
+                                                                      p=adjusted[k])
+                           for k in out.index]
     out.index.name = column
     return out
 
@@ -54,28 +68,36 @@ def plot_groups(records: list[dict], paper: dict | None = None,
     as the **change from the best setting of the row**, in points, on one shared axis: ours
     (Fashion-MNIST: seed-paired difference from our best setting, mean ± SE) next to the
     paper's Table 3 (``paper["groups"]`` / ``paper["channels_per_group"]`` minus the best of
-    its row). ``noise_floor`` (points) shades the band within which runs of the same model
-    from different commits already differ."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    its row). Filled markers: worse than the best after Holm's correction (p < 0.05); hollow:
+    not significant. ``noise_floor`` (points) shades the band within which runs of the same
+    model from different commits already differ: the sweep's runs share one commit, so it is
+    drawn only as a rough scale of run-to-run variation, not as a test."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), sharey=True)
     for ax, (col, xlabel, short) in zip(axes, GROUP_ROWS):
         sweep = group_sweep(records, col)
         ticks = set(sweep.index)
         if noise_floor:
             ax.axhspan(0, noise_floor, color="0.85", zorder=0,
-                       label=f"noise floor between commits ({noise_floor:.2f})")
+                       label=f"noise floor between commits ({noise_floor:.2f}):\n"
+                             "here only a rough run-to-run scale")
         if len(sweep):
             best = int(sweep["mean"].idxmin())
             diff = [0.0 if p is None else p.mean for p in sweep["vs_best"]]
             err = [0.0 if p is None or p.se != p.se else p.se for p in sweep["vs_best"]]
             ax.errorbar(sweep.index, diff, yerr=err, fmt="o-", capsize=3, color=NORM_COLORS["gn"],
-                        label=f"ours, Fashion-MNIST: minus {short} = {best} "
-                              f"({sweep.loc[best, 'mean']:.2f} %), mean ± SE over seeds")
+                        label=f"ours (Fashion-MNIST), mean ± SE over seeds:\nminus {short} = "
+                              f"{best} ({sweep.loc[best, 'mean']:.2f} %), the best after the fact")
+            open_ = [(k, d) for k, d, p in zip(sweep.index, diff, sweep["vs_best_holm"])
+                     if p is not None and not p.significant]
+            if open_:
+                ax.plot(*zip(*open_), "o", mfc="white", color=NORM_COLORS["gn"], zorder=3,
+                        label="hollow: not significant after Holm (5 %)")
         if paper and col in paper:
             row = paper[col]
             ks = sorted(row)
             best_k = min(row, key=row.get)
             ax.plot(ks, [row[k] - row[best_k] for k in ks], "s--", color="k", alpha=0.6,
-                    label=f"paper, ImageNet: minus {short} = {best_k} ({row[best_k]:.1f} %)")
+                    label=f"paper (ImageNet): minus {short} = {best_k} ({row[best_k]:.1f} %)")
             ticks |= set(ks)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
@@ -86,9 +108,9 @@ def plot_groups(records: list[dict], paper: dict | None = None,
         ax.set_xticks([], minor=True)
         label_axes(ax, xlabel=xlabel, ylabel="test error minus the row's best (points)",
                    title=f"GN vs {xlabel} (batch 32): change from the best setting",
-                   legend=dict(fontsize=8, loc="upper center"))
+                   legend=dict(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.27)))
     low, high = axes[0].get_ylim()
-    axes[0].set_ylim(min(low, -0.3), high + 0.45 * (high - min(low, -0.3)))  # room for legends
+    axes[0].set_ylim(min(low, -0.3), high)
     axes[1].yaxis.set_tick_params(labelleft=True)
     fig.tight_layout()
     return fig

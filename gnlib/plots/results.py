@@ -46,7 +46,9 @@ def plot_batch_size(records: list[dict], norms=ORDER, paper: dict | None = None)
     _batch_axis(ax, df["batch_size"].unique())
     ax.set_ylabel("test error (%)")
     n_seeds = int(df.groupby(["norm", "batch_size"]).size().max()) if len(df) else 0
-    ax.set_title(f"Fashion-MNIST (ours): mean ± std over up to {n_seeds} seeds")
+    budgets = {(r["config"]["train_size"], r["config"]["epochs"]) for r in records}
+    budget = "{:,} images x {} epochs, ".format(*budgets.pop()) if len(budgets) == 1 else ""
+    ax.set_title(f"Fashion-MNIST (ours): {budget}mean ± std over up to {n_seeds} seeds")
     ax.legend()
     ax.grid(alpha=0.3)
     if paper:
