@@ -4,7 +4,7 @@
   results), ``long`` (``figure1`` for 20 epochs: does the last epoch still move the error?)
   and ``gpu`` (``figure1`` on one GPU); :func:`grid` expands an experiment into a list of
   :class:`~gnlib.train.TrainConfig`.
-* Experiments: ``figure1`` (the paper's Figure 1, converged: total batch 32 per step, BN
+* Experiments: ``figure1`` (the paper's Figure 1 after a full schedule: total batch 32 per step, BN
   statistics over device slices of 32 ... 1 images, GN / LN / IN as references; all 60k
   images with crop + flip), ``batch-size`` (BN/LN/IN/GN x B = 32..2 on a short budget: what an
   under-trained run shows), ``curves``
@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # These grids ran before the channels-last route existed: pinned to the route they ran.
         "train": dict(train_size=6000, test_size=10000, epochs=6, base_lr=0.2,
                       memory_format="contiguous"),
-        # Figure 1, converged: all 60k images, crop + flip, 10 epochs of batch 32 at lr 0.1 with
+        # Figure 1, full schedule: all 60k images, crop + flip, 10 epochs of batch 32 at lr 0.1 with
         # cosine decay to 0; the final epoch's test error is reported.
         "figure1": dict(train=dict(train_size=60000, test_size=10000, epochs=10, base_lr=0.1,
                                    augment=True, median_last=1),

@@ -14,7 +14,7 @@ r"""Checkers of notebook 06 (how many groups?), with specific feedback, and its 
   different scale (the LN end) and how much class information the statistics GN removes carry
   (the IN end);
 * :func:`load_trained_gn`, :func:`gn32_record` — that trained model: the committed GN network
-  (:data:`GN32_MODEL`) of the converged figure-1 grid, and the results record of its run.
+  (:data:`GN32_MODEL`) of the full-schedule figure-1 grid, and the results record of its run.
 * :func:`twin_runs`, :func:`twin_paired` — the course's noise floor: GN settings of the
   ``groups`` grid that are the same model as a norm of the ``batch-size`` grid (C/G = 1 is IN,
   G = 1 is LN, G = 32 is GN), run with the same seeds at different commits.

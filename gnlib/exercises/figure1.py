@@ -119,7 +119,7 @@ def reveal_bn_penalty(prediction: Any, measured: float, se: float, n: int,
         why = "right: within the seed noise of the measurement"
     elif prediction >= 0.5 * paper:
         why = (f"you expected a penalty like the paper's ({paper:+.1f} points on ImageNet); "
-               "on converged Fashion-MNIST it is much smaller")
+               "on Fashion-MNIST trained to the end of its schedule it is much smaller")
     elif prediction < 0:
         why = "you expected BN to gain from fewer images; it loses"
     else:

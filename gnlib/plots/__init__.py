@@ -4,7 +4,7 @@
 * :mod:`gnlib.plots.theory`: the variance estimator, eps, BN's batch dependence (notebook 01);
 * :mod:`gnlib.plots.cubes`: the sets S_i as voxel cubes, GN's group membership (notebook 02);
 * :mod:`gnlib.plots.speed`: bar charts of Group Norm fwd+bwd timings (notebook 03);
-* :mod:`gnlib.plots.figure1`: the paper's Figure 1, converged (notebook 05, README);
+* :mod:`gnlib.plots.figure1`: the paper's Figure 1 at the end of a full schedule (notebook 05, README);
 * :mod:`gnlib.plots.activations`: the slice statistics of real activations, BN vs GN on one
   image (notebook 05's batch-statistics widget);
 * :mod:`gnlib.plots.results`: the short-budget batch-size grid, training curves (notebooks 04, 05);
