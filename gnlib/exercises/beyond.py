@@ -235,13 +235,12 @@ def reveal_br_vs_bn(prediction: Any, records: list[dict], batch_size: int = 2,
     else:
         passed, verdict = False, (f"right direction, {abs(p - gap.mean):.1f} points "
                                   f"{'above' if p > gap.mean else 'below'} the measurement")
-    from ..analysis.reports import commit_verdict, commits_frame
+    from ..analysis.reports import commit_verdict
+    from ..paper import NORM_LABELS
 
-    df = commits_frame(records)
-    df["renorm"] = [r["config"].get("renorm", "fixed") for r in records]
-    df = df[df["usable"] & (df["batch_size"] == batch_size)]
-    sides = [sorted(set(df[(df["norm"] == "br") & (df["renorm"] == "warmup")]["commit"])),
-             sorted(set(df[df["norm"] == "bn"]["commit"]))]
+    df = renorm_frame(records)
+    sides = [_side_commits(df, RENORM_LABELS["warmup"], batch_size),
+             _side_commits(df, NORM_LABELS["bn"], batch_size)]
     commits = f"BR runs: {', '.join(sides[0])}; BN runs: {', '.join(sides[1])}"
     return report(title, passed, f"you predicted {p:+.2f}; measured: {gap} points, "
                   f"{commit_verdict(gap, *sides, floor)} ({commits}); GN paper, ImageNet at "
@@ -261,14 +260,13 @@ def renorm_frame(records: list[dict]):
     diagnostics ``var_ratio`` / ``mean_gap``, and, from the final ``bn_layers`` report (mean
     over layers), ``slice_mean_dev`` / ``slice_var_ratio``: how far the statistics of one
     training batch are from the data's (NaN where not recorded)."""
-    from ..analysis import runs_frame
+    from ..analysis.reports import commits_frame
     from ..paper import NORM_LABELS
 
-    df = runs_frame(records)
+    df = commits_frame(records)                                   # + commit
     df["method"] = [RENORM_LABELS[r["config"].get("renorm", "fixed")]
                     if r["config"]["norm"] == "br" else NORM_LABELS[r["config"]["norm"]]
                     for r in records]
-    df["commit"] = [r.get("git_commit", "?") for r in records]
     last = lambda r, k: (r["history"].get(k) or [None])[-1]  # noqa: E731
     df["var_ratio"] = [last(r, "bn_var_ratio") for r in records]
     df["mean_gap"] = [last(r, "bn_mean_gap") for r in records]
