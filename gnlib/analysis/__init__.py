@@ -2,7 +2,8 @@ r"""Tables, seed-paired statistics and verdict sentences from results records (p
 
 * :mod:`~gnlib.analysis.frames`: records as tables (one row per run / epoch), condition names;
 * :mod:`~gnlib.analysis.stats`: seed-paired differences and t-tests (:class:`Paired`);
-* :mod:`~gnlib.analysis.reports`: each experiment's table and verdict sentences.
+* :mod:`~gnlib.analysis.reports`: each experiment's table and verdict sentences;
+* :mod:`~gnlib.analysis.schedule`: was the schedule long enough (last epoch, two budgets).
 
 Runs with the same seed share the initialization, the data order and the augmentation, so two
 configurations are compared seed by seed; a verdict says "worse" / "better" only when the
@@ -12,12 +13,14 @@ are left out of every mean and counted.
 from .frames import (RUN_COLUMNS, bn_drift_frame, condition_order, history_frame, non_iid_label,
                      non_iid_order, runs_frame)
 from .reports import (TWINS, condition_table, describe_conditions, describe_figure1,
-                      describe_small_batch, figure1_table, last_epoch_change, method_summary,
+                      describe_small_batch, figure1_table, method_summary,
                       summary_table, twin_paired, twin_runs)
+from .schedule import LAST_EPOCH_CRITERION, describe_schedules, last_epoch_change, schedule_table
 from .stats import ALPHA, Paired, describe_paired, mean_se, paired_difference, paired_test
 
-__all__ = ["ALPHA", "RUN_COLUMNS", "TWINS", "Paired", "bn_drift_frame", "condition_order",
-           "condition_table", "describe_conditions", "describe_figure1", "describe_paired",
-           "describe_small_batch", "figure1_table", "history_frame", "last_epoch_change",
-           "mean_se", "method_summary", "non_iid_label", "non_iid_order", "paired_difference",
-           "paired_test", "runs_frame", "summary_table", "twin_paired", "twin_runs"]
+__all__ = ["ALPHA", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_frame",
+           "condition_order", "condition_table", "describe_conditions", "describe_figure1",
+           "describe_paired", "describe_schedules", "describe_small_batch", "figure1_table",
+           "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
+           "non_iid_order", "Paired", "paired_difference", "paired_test", "runs_frame",
+           "schedule_table", "summary_table", "twin_paired", "twin_runs"]

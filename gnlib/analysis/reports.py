@@ -7,7 +7,7 @@ from .frames import condition_order, history_frame, runs_frame  # noqa: F401  (h
 from .stats import Paired, mean_se, paired_difference, paired_test
 
 __all__ = ["commit_verdict", "commits_frame", "condition_table", "describe_conditions",
-           "describe_figure1", "describe_small_batch", "figure1_table", "last_epoch_change",
+           "describe_figure1", "describe_small_batch", "figure1_table",
            "method_summary", "same_commit", "summary_table", "TWINS", "twin_paired", "twin_runs"]
 
 
@@ -157,22 +157,6 @@ def method_summary(small_batch: list[dict], non_iid: list[dict], batch_size: int
                      "16 devices x 2, i.i.d.": fmt(iid),
                      "16 devices x 2, 1 class each": fmt(cond(m, "16 devices x 2, 1 class each"))})
     return pd.DataFrame(rows).set_index("method")
-
-
-def last_epoch_change(records: list[dict]):
-    """Per norm and slice size, over usable seeds: the final test error and how much the last
-    epoch changed it (the convergence check of a run whose lr ends at 0)."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        if r["diverged"] or r.get("did_not_train") or len(r["history"]["test_error"]) < 2:
-            continue
-        c, e = r["config"], r["history"]["test_error"]
-        rows.append({"norm": c["norm"], "slice": c["batch_size"] // c.get("devices", 1),
-                     "seed": c["seed"], "final": e[-1], "last_epoch_change": e[-1] - e[-2]})
-    df = pd.DataFrame(rows, columns=["norm", "slice", "seed", "final", "last_epoch_change"])
-    return df.groupby(["norm", "slice"])[["final", "last_epoch_change"]].mean()
 
 
 def describe_figure1(table) -> list[str]:

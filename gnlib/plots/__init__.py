@@ -18,7 +18,7 @@ from .activations import BatchStatisticsFigure, plot_batch_statistics
 from .beyond import (plot_bn_drift, plot_non_iid, plot_renorm, plot_small_batch,
                      plot_statistics_deviation)
 from .cubes import draw_cube, draw_membership, group_membership_figure, sets_figure
-from .figure1 import plot_figure1, plot_figure1_curves, plot_figure1_diagnostics
+from .figure1 import plot_figure1, plot_figure1_curves, plot_figure1_diagnostics, plot_schedules
 from .groups import group_sweep, plot_group_costs, plot_groups
 from .results import plot_batch_size, plot_bn_train_test, plot_curves
 from .speed import plot_fwd_bwd_times
@@ -39,6 +39,7 @@ __all__ = [
     "plot_figure1",
     "plot_figure1_curves",
     "plot_figure1_diagnostics",
+    "plot_schedules",
     "plot_fwd_bwd_times",
     "group_sweep",
     "plot_group_costs",

@@ -6,7 +6,9 @@ statistics BN normalizes with, drawn from ``results/figure1.jsonl`` records.
 * :func:`plot_figure1_diagnostics`: where BN's gap comes from: its test error with running
   averages, with PreciseBN and with train-mode statistics, and per layer how the slice
   variance and the running variance compare with the population's;
-* :func:`plot_figure1_curves`: training and test error per epoch, BN at one slice size vs GN.
+* :func:`plot_figure1_curves`: training and test error per epoch, BN at one slice size vs GN;
+* :func:`plot_schedules`: the same seeds trained for two budgets (10 and 20 epochs): the test
+  error of each condition at both, and how much each budget's last epoch still changed it.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from ..analysis import mean_se, runs_frame
+from ..analysis import LAST_EPOCH_CRITERION, mean_se, runs_frame, schedule_table
+from ..analysis.schedule import last_epoch_frame
 from .style import NORM_COLORS, NORM_LABELS, label_axes
 
-__all__ = ["plot_figure1", "plot_figure1_curves", "plot_figure1_diagnostics"]
+__all__ = ["plot_figure1", "plot_figure1_curves", "plot_figure1_diagnostics", "plot_schedules"]
 
 
 def _slice_axis(ax, slices, label: str = "images per device (BN statistics over them; log scale)") -> None:
@@ -181,3 +184,68 @@ def plot_figure1_curves(records: list[dict], slice_size: int = 1,
                    title=f"{what}\nmean of the seeds; band: min to max", legend=dict(fontsize=8))
     fig.tight_layout()
     return fig
+
+
+def _condition_name(norm: str, s: int) -> str:
+    return f"BN {s}" if norm == "bn" else norm.upper()
+
+
+def plot_schedules(shorter: list[dict], longer: list[dict], zoom_above: float = 15.0) -> Figure:
+    r"""The same seeds at two training budgets, per Figure-1 condition (BN per slice size, GN,
+    LN, IN); only seeds usable at both budgets. Left: test error, one line per seed from the
+    shorter budget to the longer (conditions above ``zoom_above`` % written at the top edge).
+    Right: the last epoch's change of the test error, mean over the seeds (bars) and each seed
+    (dots), with the band :math:`\pm` :data:`~gnlib.analysis.LAST_EPOCH_CRITERION` (values
+    beyond the axis written at its edge)."""
+    table = schedule_table(shorter, longer)
+    budgets = [c[:-2] for c in table.columns if c.endswith("epochs %")]
+    conds = list(zip(table["norm"], table["images per device"]))
+    names = [f"BN {s}" if n == "bn" else n.upper() for n, s in conds]
+    frames = [last_epoch_frame(r) for r in (shorter, longer)]
+    both = frames[0].merge(frames[1], on=["norm", "slice", "seed"], suffixes=("_a", "_b"))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
+    low = both[[c for c in ("final_a", "final_b")]].stack()
+    low = low[low <= zoom_above]
+    lo, hi = (low.min(), low.max()) if len(low) else (0.0, zoom_above)
+    ax.set_ylim(lo - 0.1 * (hi - lo + 0.5), hi + 0.3 * (hi - lo + 0.5))
+    for i, (norm, s) in enumerate(conds):
+        d = both[(both["norm"] == norm) & (both["slice"] == s)]
+        if len(d) and max(d["final_a"].max(), d["final_b"].max()) > zoom_above:
+            ax.text(i, ax.get_ylim()[1], f"{d['final_a'].mean():.0f} -> {d['final_b'].mean():.0f} %"
+                    "\n(off scale)", ha="center", va="top", fontsize=7, color=NORM_COLORS[norm])
+            continue
+        for _, r in d.iterrows():
+            ax.plot([i - 0.18, i + 0.18], [r["final_a"], r["final_b"]], "-", color=NORM_COLORS[norm],
+                    alpha=0.5, lw=1)
+            ax.plot([i - 0.18], [r["final_a"]], "o", mfc="white", color=NORM_COLORS[norm], ms=5)
+            ax.plot([i + 0.18], [r["final_b"]], "o", color=NORM_COLORS[norm], ms=5)
+    ax.plot([], [], "o", mfc="white", color="grey", label=budgets[0])
+    ax.plot([], [], "o", color="grey", label=budgets[1])
+    ax.set_xticks(range(len(names)), names)
+    label_axes(ax, ylabel="test error (%)", grid="y", legend=dict(fontsize=8, loc="upper right"),
+               title=f"the same seeds at {budgets[0]} and at {budgets[1]} (one line per seed)")
+    _last_epoch_panel(ax2, both, conds, names, budgets)
+    fig.tight_layout()
+    return fig
+
+
+def _last_epoch_panel(ax, both, conds, names, budgets, limit: float = 1.0) -> None:
+    for off, budget, side, alpha in ((-0.2, budgets[0], "_a", 0.45), (0.2, budgets[1], "_b", 0.9)):
+        for i, (norm, s) in enumerate(conds):
+            d = both[(both["norm"] == norm) & (both["slice"] == s)]["last_epoch_change" + side]
+            if not len(d):
+                continue
+            ax.bar(i + off, np.clip(d.mean(), -limit, limit), width=0.38, color=NORM_COLORS[norm],
+                   alpha=alpha, label=f"{budget} (mean)" if i == 0 else None)
+            ax.plot([i + off] * len(d), np.clip(d, -limit, limit), ".", color="black", ms=4)
+            if abs(d.mean()) > limit:
+                ax.text(i + off, np.sign(d.mean()) * limit * 1.02, f"{d.mean():+.1f}", ha="center",
+                        fontsize=7, va="bottom" if d.mean() > 0 else "top")
+    ax.axhspan(-LAST_EPOCH_CRITERION, LAST_EPOCH_CRITERION, color="grey", alpha=0.2,
+               label=f"criterion |change| < {LAST_EPOCH_CRITERION}")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_ylim(-limit * 1.2, limit * 1.2)
+    ax.set_xticks(range(len(names)), names)
+    label_axes(ax, ylabel="last epoch's change of the test error (points)", grid="y",
+               title="did the last epoch still move it? (bars: mean; dots: seeds)",
+               legend=dict(fontsize=8, loc="lower left"))
