@@ -4,13 +4,15 @@ For each shape, thread count and memory format (contiguous, and channels-last: t
 course's models train in), forward+backward times are measured side by side (repeats
 interleaved, medians) and printed as ratios; saved-for-backward memory is measured exactly.
 Targets: gnlib within 1.5x of native (stretch 1.2x), at least 3x faster than the reference,
-and saved memory no more than the input plus the per-group statistics. The shapes: the four
+and saved memory no more than the input plus the per-group statistics. Where gnlib's fused C++
+kernel can be built (``group_norm(..., backend="cpp")``), it is timed too as ``gnlib-cpp``, with
+its own target: within 1.5x of native (stretch 1.2x); ``--no-cpp`` leaves it out. The shapes: the four
 of notebook 03's memory table, and (32, 64, 7, 7) and (32, 128, 4, 4), two of the three GN input
 shapes of the course's model at batch 32 (the stem's (32, 64, 14, 14) is not timed). Notebook 03
 reads the ``--save`` file back with :func:`gnlib.bench_file.load_bench` (keep the header:
 date, commit, machine).
 
-    python bench/bench_group_norm.py [--repeats 15] [--threads 1 2] [--compile]
+    python bench/bench_group_norm.py [--repeats 15] [--threads 1 2] [--compile] [--no-cpp]
                                      [--formats contiguous channels_last]
                                      [--save bench/results_group_norm.txt]
                                      [--figure figures/group_norm_speed.png]
@@ -32,9 +34,10 @@ from pathlib import Path
 import torch
 
 from gnlib import group_norm_reference
-from gnlib.bench import (IMPLEMENTATIONS, fwd_bwd_inputs, format_memory_table,
-                         format_time_table, median_times, num_threads, saved_memory,
-                         time_fwd_bwd)
+from gnlib.bench import (CPP, CPP_RATIO, IMPLEMENTATIONS, format_memory_table,
+                         format_time_table, fwd_bwd_inputs, implementations, median_times,
+                         num_threads, saved_memory, time_fwd_bwd)
+from gnlib.norms import group_norm_cpp
 from gnlib.plots import plot_fwd_bwd_times, save_figure
 
 SHAPES = [(32, 64, 56, 56), (32, 256, 14, 14), (2, 64, 28, 28), (128, 32, 7, 7),
@@ -68,6 +71,12 @@ def target_lines(medians: dict, label: str) -> list[str]:
         lines.append(f"  {str(shape):<18} gnlib/native {nat:5.2f}x (target <= {TARGET_NATIVE}{stretch})"
                      f"  reference/gnlib {ref:5.2f}x (target >= {TARGET_REFERENCE})"
                      f"  {'OK' if ok else 'MISSED'}{label}")
+    for shape, t in medians.items():                   # gnlib's C++ kernel, where timed
+        if CPP in t:
+            cpp = t[CPP] / t["native"]
+            stretch = " stretch met" if cpp <= STRETCH_NATIVE else ""
+            lines.append(f"  {str(shape):<18} {CPP_RATIO} {cpp:5.2f}x (target <= {TARGET_NATIVE}"
+                         f"{stretch})  {'OK' if cpp <= TARGET_NATIVE else 'MISSED'}{label}")
     return lines
 
 
@@ -103,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--formats", nargs="+", choices=tuple(FORMATS),
                         default=list(FORMATS), help="input memory formats")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--no-cpp", action="store_true",
+                        help="leave out gnlib's C++ kernel (group_norm(..., backend='cpp'))")
     parser.add_argument("--save", type=Path, help="also write the output to this file")
     parser.add_argument("--figure", type=Path, help="bar chart of the 1-thread timings (.png)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
@@ -153,11 +164,20 @@ def profile_section(G: int, calls: int = 20) -> None:
 def run(args: argparse.Namespace) -> None:
     print(header())
     G = args.groups
+    fns = implementations(cpp=not args.no_cpp)
+    if args.no_cpp:
+        print(f"# {CPP}: left out (--no-cpp)")
+    elif CPP in fns:
+        flags = " ".join(group_norm_cpp.build_flags())
+        print(f"# {CPP}: group_norm(..., backend='cpp'), C++ kernel built with {flags}")
+    else:
+        print(f"# {CPP}: not timed, the kernel is unavailable: "
+              + group_norm_cpp.why_unavailable().splitlines()[0])
     print(f"# G={G}, float32, {args.repeats} interleaved repeats per implementation, medians\n")
     for fmt in args.formats:
         for n in args.threads:
             with num_threads(n):
-                medians = {s: median_times(time_fwd_bwd(IMPLEMENTATIONS, s, G, args.repeats,
+                medians = {s: median_times(time_fwd_bwd(fns, s, G, args.repeats,
                                                         memory_format=FORMATS[fmt]))
                            for s in SHAPES}
             if args.figure and n == args.threads[0] and fmt == args.formats[0]:
@@ -166,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"## forward + backward, {n} thread{'s' if n > 1 else ''}{suffix}")
             print(format_time_table(medians))
             print("\n".join(target_lines(medians, f" ({n} thr{suffix})")) + "\n")
-    memory = {s: {k: saved_memory(f, s, G) for k, f in IMPLEMENTATIONS.items()} for s in SHAPES}
+    memory = {s: {k: saved_memory(f, s, G) for k, f in fns.items()} for s in SHAPES}
     print("## saved for backward")
     print(format_memory_table(memory, G))
     for shape, mem in memory.items():
@@ -175,6 +195,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"  {str(shape):<18} gnlib allocates {extra} B for backward (stats: {stats} B)"
               f"  {'OK' if extra <= stats else 'MISSED'};  reference keeps "
               f"{mem['reference'].total / mem['gnlib'].total:.1f}x gnlib")
+        if CPP in mem:
+            print(f"  {str(shape):<18} {CPP} allocates {mem[CPP].new} B for backward "
+                  f"(stats: {stats} B)  {'OK' if mem[CPP].new <= stats else 'MISSED'}")
     if args.compile:
         compile_section(SHAPES, G, max(5, args.repeats // 3))
 

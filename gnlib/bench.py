@@ -11,6 +11,10 @@ backward passes through the pack hook, and we add up the bytes of the distinct s
 Inputs come in either memory format (``memory_format=torch.channels_last`` for the layout
 the course's models train in). :mod:`gnlib.bench_file` reads the committed output of
 ``bench/bench_group_norm.py`` back.
+
+:data:`IMPLEMENTATIONS` holds the three Group Norms of notebook 03; :func:`implementations`
+adds ``"gnlib-cpp"`` (gnlib's fused C++ kernel, ``group_norm(..., backend="cpp")``) where it
+can be built, for ``bench/bench_group_norm.py``.
 """
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .norms import group_norm, group_norm_reference
+from .norms import group_norm, group_norm_cpp, group_norm_reference
 
 __all__ = [
+    "CPP",
+    "CPP_RATIO",
     "IMPLEMENTATIONS",
     "NormFn",
     "SavedMemory",
@@ -34,6 +40,8 @@ __all__ = [
     "format_time_table",
     "fwd_and_grads",
     "fwd_bwd_inputs",
+    "gnlib_cpp",
+    "implementations",
     "median_times",
     "num_threads",
     "saved_memory",
@@ -49,6 +57,25 @@ IMPLEMENTATIONS: dict[str, NormFn] = {
     "gnlib": group_norm,                 # autograd.Function, hand-derived backward
     "native": F.group_norm,              # torch's C++ kernel
 }
+
+#: The name of gnlib's fused C++ kernel among the implementations, and its ratio column.
+CPP, CPP_RATIO = "gnlib-cpp", "cpp/native"
+
+
+def gnlib_cpp(x: Tensor, num_groups: int, weight: Tensor | None = None,
+              bias: Tensor | None = None) -> Tensor:
+    """gnlib's Group Norm with the fused C++ kernel: ``group_norm(..., backend="cpp")``."""
+    return group_norm(x, num_groups, weight, bias, backend="cpp")
+
+
+def implementations(cpp: bool = True) -> dict[str, NormFn]:
+    """:data:`IMPLEMENTATIONS`, plus ``"gnlib-cpp"`` (:func:`gnlib_cpp`) if ``cpp`` and the
+    kernel can be built here (building it on the first call; see
+    :func:`gnlib.norms.group_norm_cpp.why_unavailable` otherwise)."""
+    fns = dict(IMPLEMENTATIONS)
+    if cpp and group_norm_cpp.available():
+        fns[CPP] = gnlib_cpp
+    return fns
 
 
 @contextmanager
@@ -186,15 +213,21 @@ def _shape_label(shape: Sequence[int]) -> str:
 def format_time_table(medians: Mapping[tuple[int, ...], Mapping[str, float]]) -> str:
     """Text table of median fwd+bwd milliseconds per shape and the two headline ratios.
 
-    ``medians`` maps ``shape -> {"reference": s, "gnlib": s, "native": s}`` (seconds).
+    ``medians`` maps ``shape -> {"reference": s, "gnlib": s, "native": s}`` (seconds); with a
+    ``"gnlib-cpp"`` entry too, the table gains its column after native's and a last ratio
+    column ``cpp/native`` (:func:`gnlib.bench_file.load_bench` reads the columns by name).
     """
-    head = f"{'shape':<16}{'reference':>11}{'gnlib':>9}{'native':>9}{'gnlib/native':>14}{'ref/gnlib':>11}"
+    cpp = CPP in next(iter(medians.values()), {})
+    head = (f"{'shape':<16}{'reference':>11}{'gnlib':>9}{'native':>9}"
+            + (f"{CPP:>11}" if cpp else "") + f"{'gnlib/native':>14}{'ref/gnlib':>11}"
+            + (f"{CPP_RATIO:>12}" if cpp else ""))
     lines = [head + "   (ms, median fwd+bwd)"]
     for shape, t in medians.items():
         ms = {k: 1e3 * v for k, v in t.items()}
         lines.append(f"{_shape_label(shape):<16}{ms['reference']:>11.2f}{ms['gnlib']:>9.2f}"
-                     f"{ms['native']:>9.2f}{t['gnlib'] / t['native']:>13.2f}x"
-                     f"{t['reference'] / t['gnlib']:>10.2f}x")
+                     f"{ms['native']:>9.2f}" + (f"{ms[CPP]:>11.2f}" if cpp else "")
+                     + f"{t['gnlib'] / t['native']:>13.2f}x{t['reference'] / t['gnlib']:>10.2f}x"
+                     + (f"{t[CPP] / t['native']:>11.2f}x" if cpp else ""))
     return "\n".join(lines)
 
 

@@ -13,8 +13,8 @@ __all__ = ["BenchResults", "RESULTS_FILE", "load_bench"]
 #: The results file that ``bench/bench_group_norm.py --save`` writes and the repository commits.
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "bench" / "results_group_norm.txt"
 
-_IMPL_COLUMNS = ("reference", "gnlib", "native")
-_RATIO_COLUMNS = ("gnlib/native", "ref/gnlib")
+#: The columns of a time table whose header does not name them (ms, then ratios ending in x).
+_DEFAULT_COLUMNS = ("reference", "gnlib", "native", "gnlib/native", "ref/gnlib")
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,12 @@ class BenchResults:
     ``date``, ``commit``, ``machine`` and ``settings`` (with ``groups``, the G of every
     measurement) come from the file's header; ``times[threads]`` maps
     ``shape -> {"reference": s, "gnlib": s, "native": s}`` (median seconds, as
-    :func:`gnlib.bench.median_times` returns them, rounded to the file's 0.01 ms) for
+    :func:`gnlib.bench.median_times` returns them, rounded to the file's 0.01 ms; plus
+    ``"gnlib-cpp"`` in files that time gnlib's C++ kernel) for
     contiguous inputs, ``times_channels_last[threads]`` the same for channels-last inputs;
     ``ratios[threads]`` and ``ratios_channels_last[threads]`` map
-    ``shape -> {"gnlib/native": x, "ref/gnlib": x}``, the ratio columns as the file prints them
+    ``shape -> {"gnlib/native": x, "ref/gnlib": x}`` (plus ``"cpp/native"`` with the C++
+    kernel), the ratio columns as the file prints them
     (computed from the unrounded medians, so they can differ in the last digit from a ratio of
     the rounded milliseconds); ``sections`` holds the
     text of each ``## title`` section verbatim, ``compiled`` the torch.compile lines as
@@ -119,16 +121,18 @@ def load_bench(path: str | Path | None = None) -> BenchResults:
         n, cl = int(threads.group(1)), bool(threads.group(2))
         table = (times_cl if cl else times).setdefault(n, {})
         ratio_table = (ratios_cl if cl else ratios).setdefault(n, {})
+        columns = _DEFAULT_COLUMNS
         for line in body:
-            row = re.match(r"(\([\d,]+\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
-                           r"(?:\s+([\d.]+)x\s+([\d.]+)x)?(?:\s|$)", line)
+            if line.startswith("shape "):                  # the header names the columns
+                columns = tuple(line.split("(ms")[0].split()[1:])
+            row = re.match(r"(\([\d,]+\))((?:\s+[\d.]+x?)+)\s*$", line)
             if row:
                 shape = _parse_shape(row.group(1))
-                table[shape] = {
-                    name: float(v) / 1e3 for name, v in zip(_IMPL_COLUMNS, row.groups()[1:4])}
-                if row.group(5) is not None:
-                    ratio_table[shape] = {
-                        name: float(v) for name, v in zip(_RATIO_COLUMNS, row.groups()[4:6])}
+                cells = dict(zip(columns, row.group(2).split()))
+                table[shape] = {k: float(v) / 1e3 for k, v in cells.items() if not v.endswith("x")}
+                ratio = {k: float(v[:-1]) for k, v in cells.items() if v.endswith("x")}
+                if ratio:
+                    ratio_table[shape] = ratio
 
     compiled: dict[tuple[int, ...], dict[str, float]] = {}
     compiled_ratios: dict[tuple[int, ...], float] = {}

@@ -248,3 +248,33 @@ def test_profile_mode_writes_operator_counts_of_gnlib_and_native(tmp_path, monke
     assert set(counts) == {"gnlib", "native"}
     assert int(counts["gnlib"]) > 3 * int(counts["native"]) > 0
     assert "## forward + backward" not in text                    # no timing tables
+
+
+def test_time_table_with_the_cpp_kernel_reads_back_by_column_name(tmp_path):
+    """A ``gnlib-cpp`` entry adds its ms column and a ``cpp/native`` ratio (with its own target
+    line); :func:`load_bench` reads every column by the header's names."""
+    script = _bench_script()
+    medians = {(2, 8, 5, 5): {"reference": 0.00412, "gnlib": 0.00101, "native": 0.00050,
+                              "gnlib-cpp": 0.00060},
+               (4, 8, 3, 3): {"reference": 0.012, "gnlib": 0.004, "native": 0.001,
+                              "gnlib-cpp": 0.0016}}
+    table = bench.format_time_table(medians)
+    assert table.splitlines()[0].split()[:9] == [
+        "shape", "reference", "gnlib", "native", "gnlib-cpp", "gnlib/native", "ref/gnlib",
+        "cpp/native", "(ms,"]
+    targets = script.target_lines(medians, " (1 thr)")
+    assert any("cpp/native  1.20x (target <= 1.5 stretch met)  OK (1 thr)" in ln for ln in targets)
+    assert any("cpp/native  1.60x (target <= 1.5)  MISSED (1 thr)" in ln for ln in targets)
+    text = "\n".join([script.header(), "# G=4, float32, 3 interleaved repeats per implementation,"
+                      " medians\n", "## forward + backward, 1 thread", table, *targets, ""])
+    path = tmp_path / "results.txt"
+    path.write_text(text + "\n")
+    results = load_bench(path)
+    for shape, t in medians.items():
+        assert results.times[1][shape] == pytest.approx(t, abs=5e-6)
+        assert results.ratios[1][shape] == pytest.approx(
+            {"gnlib/native": t["gnlib"] / t["native"], "ref/gnlib": t["reference"] / t["gnlib"],
+             "cpp/native": t["gnlib-cpp"] / t["native"]}, abs=0.005)
+    assert results.time_table(1) == table
+    assert bench.format_time_table({s: {k: v for k, v in t.items() if k != "gnlib-cpp"}
+                                    for s, t in medians.items()}).count("cpp") == 0

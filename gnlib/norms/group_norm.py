@@ -16,7 +16,9 @@ variance itself (the paper folds :math:`\epsilon` into :math:`\sigma_i`) and ``m
 so ``G = 1`` is Layer Norm and ``G = C`` is Instance Norm. This module holds
 :func:`group_norm_reference` (readable; autograd derives its backward), :func:`group_norm`
 (a :class:`torch.autograd.Function` with the backward derived by hand) and :class:`GroupNorm`
-(a drop-in :class:`torch.nn.GroupNorm`).
+(a drop-in :class:`torch.nn.GroupNorm`). The last two take ``backend``: ``"python"`` (the
+default, the PyTorch operations below), ``"cpp"`` (the same algebra in one fused C++ kernel,
+``csrc/group_norm.cpp``, :class:`GroupNormCppFunction`) or ``"auto"`` (C++ where it applies).
 """
 from __future__ import annotations
 
@@ -26,9 +28,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import group_norm_cpp
 from .checks import check_affine, check_groups, check_input, denominator
 
-__all__ = ["GroupNorm", "GroupNormFunction", "group_norm", "group_norm_reference"]
+__all__ = ["BACKENDS", "GroupNorm", "GroupNormCppFunction", "GroupNormFunction", "group_norm",
+           "group_norm_reference"]
+
+#: The implementations :func:`group_norm` and :class:`GroupNorm` can run: ``"python"`` (PyTorch
+#: operations, :class:`GroupNormFunction`; the default), ``"cpp"`` (fused C++ kernel,
+#: :class:`GroupNormCppFunction`; CPU float32 / float64, other inputs take the Python path) and
+#: ``"auto"`` (the C++ kernel where it applies and could be built, else Python).
+BACKENDS = ("python", "cpp", "auto")
 
 
 def group_norm_reference(x: Tensor, num_groups: int, weight: Tensor | None = None,
@@ -231,8 +241,69 @@ def _backward_differentiable(dy: Tensor, x: Tensor, G: int, weight: Tensor | Non
     return dx.reshape(x.shape), dw, dy.sum(axes)                    # (B1), (B2) beta
 
 
+class GroupNormCppFunction(torch.autograd.Function):
+    r""":class:`GroupNormFunction` with the forward and (B1)-(B2) in one fused C++ kernel
+    (``csrc/group_norm.cpp``, built on first use by :mod:`~gnlib.norms.group_norm_cpp`).
+
+    Same arguments, same saved tensors (``x``, the ``(N, G)`` ``mean`` and ``rstd``, ``weight``)
+    and same memory formats (channels-first or channels-last, no copy); CPU float32 / float64
+    only (:func:`group_norm` sends other inputs to :class:`GroupNormFunction`). Under
+    ``create_graph=True`` the backward is :class:`GroupNormFunction`'s differentiable one.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, G: int, weight: Tensor | None, bias: Tensor | None,
+                eps: float, unbiased: bool) -> Tensor:
+        x = _dense(x)
+        y, mean, rstd = group_norm_cpp.load().forward(x, weight, bias, G, eps, unbiased)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        ctx.G, ctx.eps, ctx.has_bias = G, eps, bias is not None
+        ctx.D = denominator(x.shape[1] // G * math.prod(x.shape[2:]), unbiased)  # |S| or |S|-1
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, mean, rstd, weight = ctx.saved_tensors
+        need_x, _, need_w, need_b = ctx.needs_input_grad[:4]
+        if torch.is_grad_enabled():                                  # create_graph=True
+            dx, dw, db = _backward_differentiable(dy, x, ctx.G, weight, ctx.D, ctx.eps)
+        else:                                                        # (B1), (B2) in C++
+            dx, dw, db = group_norm_cpp.load().backward(dy, x, mean, rstd, weight, ctx.G, ctx.D,
+                                                        need_x, need_w)
+            if weight is not None and weight.dtype != x.dtype:
+                dw, db = (t if t is None else t.to(weight.dtype) for t in (dw, db))
+        return (dx if need_x else None, None, dw if need_w else None,
+                db if need_b and ctx.has_bias else None, None, None)
+
+
+def _check_backend(backend: Any) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else a ``ValueError`` listing them."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got "
+                         f"{backend!r}: 'python' runs PyTorch operations (the default), 'cpp' "
+                         "a fused C++ kernel (CPU float32/float64), 'auto' C++ where it applies")
+    return backend
+
+
+def _use_cpp(backend: str, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> bool:
+    """Whether ``backend`` ("cpp" or "auto") runs the C++ kernel on these inputs: only CPU
+    float32 / float64 ones (else the Python path). ``"cpp"`` raises if the kernel cannot be
+    built; ``"auto"`` then takes the Python path."""
+    if not (x.is_cpu and x.dtype in (torch.float32, torch.float64)
+            and (weight is None or weight.is_cpu) and (bias is None or bias.is_cpu)):
+        return False
+    if group_norm_cpp.available():
+        return True
+    if backend == "auto":
+        return False
+    raise RuntimeError("group_norm(backend='cpp'): the C++ kernel is not available: "
+                       f"{group_norm_cpp.why_unavailable()}\nUse backend='python' (or 'auto', "
+                       "which falls back to it).")
+
+
 def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5, unbiased: bool = False) -> Tensor:
+               bias: Tensor | None = None, eps: float = 1e-5, unbiased: bool = False,
+               backend: str = "python") -> Tensor:
     r"""Group Normalization of ``x`` of shape ``(N, C, *)`` (Eq. 1-2, 6 and 7 of the paper).
 
     Args:
@@ -244,6 +315,10 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
         eps: added to the variance inside the square root.
         unbiased: divide the squared deviations by ``|S_i| - 1`` instead of ``|S_i|``
             (the default, biased form matches the paper's code and PyTorch).
+        backend: ``"python"`` (PyTorch operations, the default), ``"cpp"`` (a fused C++
+            kernel, compiled on first use; CPU float32 / float64 inputs, others take the Python
+            path; a ``RuntimeError`` if it cannot be built) or ``"auto"`` (the C++ kernel where
+            it applies and could be built, else Python). See :data:`BACKENDS`.
 
     Shape:
         - Input: :math:`(N, C, *)`; Output: the same shape and memory format.
@@ -261,6 +336,8 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
     C = x.shape[1]
     check_affine(weight, "weight", C)
     check_affine(bias, "bias", C)
+    if backend != "python" and _use_cpp(_check_backend(backend), x, weight, bias):
+        return GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
     return GroupNormFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
 
 
@@ -277,6 +354,7 @@ class GroupNorm(nn.GroupNorm):
         eps: value added to the variance for numerical stability.
         affine: learn per-channel ``gamma`` (init 1) and ``beta`` (init 0).
         unbiased: use ``1/(|S_i|-1)`` in the variance instead of ``1/|S_i|``.
+        backend: ``"python"`` (default), ``"cpp"`` or ``"auto"``: see :func:`group_norm`.
 
     Shape:
         - Input: :math:`(N, C, *)`; Output: the same shape and memory format.
@@ -292,15 +370,17 @@ class GroupNorm(nn.GroupNorm):
         torch.Size([3, 4, 5, 5])
     """
 
-    __constants__ = ["num_groups", "num_channels", "eps", "affine", "unbiased"]
+    __constants__ = ["num_groups", "num_channels", "eps", "affine", "unbiased", "backend"]
+    backend: str = "python"         # also for layers pickled before backends existed
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  unbiased: bool = False, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, backend: str = "python") -> None:
         num_groups, num_channels = check_groups(num_groups, num_channels)
         super().__init__(num_groups, num_channels, eps=eps, affine=affine, device=device,
                          dtype=dtype)
         self.unbiased = unbiased
+        self.backend = _check_backend(backend)
 
     def forward(self, x: Tensor) -> Tensor:
         if isinstance(x, Tensor) and x.dim() >= 2 and x.shape[1] != self.num_channels:
@@ -308,8 +388,10 @@ class GroupNorm(nn.GroupNorm):
                 f"{self.__class__.__name__} was built for num_channels={self.num_channels} "
                 f"but got an input with {x.shape[1]} channels (shape {tuple(x.shape)}); "
                 f"build it with num_channels={x.shape[1]} or check the layer before it")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, self.unbiased)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, self.unbiased,
+                          self.backend)
 
     def extra_repr(self) -> str:
         s = f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
-        return s + (", unbiased=True" if self.unbiased else "")
+        s += ", unbiased=True" if self.unbiased else ""
+        return s + (f", backend={self.backend!r}" if self.backend != "python" else "")

@@ -1,0 +1,101 @@
+"""Building and loading gnlib's fused C++ Group Norm kernel (``csrc/group_norm.cpp``).
+
+The kernel is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler
+and ninja are needed; under a minute, once: torch caches the build in ``TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``) into a module with
+``forward(x, weight, bias, G, eps, unbiased) -> (y, mean, rstd)`` and
+``backward(dy, x, mean, rstd, weight, G, D, need_x, need_w) -> (dx, dweight, dbias)``.
+
+It is built with ``-O3 -march=native -fopenmp`` (``-march=native``: 1.3-1.5x faster here, as it
+lets the loops use the CPU's widest SIMD instructions); the module name carries a tag of this
+CPU, so that a build cache shared between machines never loads a build made for another CPU. If
+that build fails, a plain ``-O3`` one is tried. :func:`available` says whether one succeeded
+(building it if not tried yet), :func:`why_unavailable` keeps the reason (no compiler, the build
+error). A failure warns once and never raises here: ``group_norm(..., backend="cpp")`` raises
+with that reason, ``backend="auto"`` quietly uses the Python implementation.
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["FLAGS", "SOURCE", "available", "build_flags", "load", "machine_tag", "why_unavailable"]
+
+#: The C++ source, shipped as package data (pyproject ``[tool.setuptools.package-data]``).
+SOURCE = Path(__file__).resolve().parent / "csrc" / "group_norm.cpp"
+#: Compiler flags tried in order (``-fopenmp``: ``at::parallel_for`` threads and
+#: ``#pragma omp simd`` reductions; without it the kernel runs on one thread, less vectorized).
+FLAGS = (["-O3", "-march=native", "-fopenmp"], ["-O3"])
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_error: str | None = None
+_flags: list[str] = []
+
+
+def machine_tag() -> str:
+    """8 hex digits naming this CPU (model and instruction-set flags) for ``-march=native``
+    builds."""
+    cpu = platform.machine() + platform.processor()
+    try:
+        cpu += "".join(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                       if line.startswith(("model name", "flags", "Features")))
+    except OSError:
+        pass
+    return hashlib.sha1(cpu.encode()).hexdigest()[:8]
+
+
+def _build(flags: list[str]) -> ModuleType:
+    from torch.utils import cpp_extension
+
+    native = "-march=native" in flags
+    name = f"gnlib_group_norm_{machine_tag()}" if native else "gnlib_group_norm"
+    ldflags = ["-fopenmp"] if "-fopenmp" in flags else []
+    return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags,
+                              extra_ldflags=ldflags, verbose=False)
+
+
+def load() -> ModuleType | None:
+    """The compiled extension module, building it on the first call; ``None`` if no build
+    succeeded (then :func:`why_unavailable` says why). Warns once on failure, never raises."""
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    with _lock:
+        errors = []
+        for flags in FLAGS:
+            if _module is not None or _error is not None:
+                break
+            try:
+                _module, _flags[:] = _build(flags), flags
+            except Exception as exc:  # no compiler or ninja, a compile error, a load error
+                errors.append(f"with {' '.join(flags)}: {type(exc).__name__}: {exc}".strip())
+        if _module is None and _error is None:
+            _error = (f"building gnlib's C++ Group Norm kernel ({SOURCE}) failed\n"
+                      + "\n".join(errors))
+            warnings.warn(_error + "\n(backend='auto' uses the Python implementation; "
+                          "backend='python', the default, never needs the kernel)",
+                          RuntimeWarning, stacklevel=2)
+        return _module
+
+
+def available() -> bool:
+    """Whether the C++ kernel can be used here (builds it on the first call)."""
+    return load() is not None
+
+
+def build_flags() -> list[str]:
+    """The compiler flags of the build in use (one of :data:`FLAGS`; empty if none)."""
+    load()
+    return list(_flags)
+
+
+def why_unavailable() -> str:
+    """Why the kernel cannot be used (each build attempt's error, with the compiler output);
+    ``""`` if it can."""
+    load()
+    return _error or ""
