@@ -46,8 +46,9 @@ TARGET_NATIVE, STRETCH_NATIVE, TARGET_REFERENCE = 1.5, 1.2, 3.0
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def header() -> str:
-    """Date, git commit, machine and versions, for the results file."""
+def header(note: str = "") -> str:
+    """Date, git commit, machine and versions, for the results file; ``note``: what else ran
+    on the machine (``--note``)."""
     root = Path(__file__).resolve().parents[1]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                             capture_output=True, text=True).stdout.strip() or "unknown"
@@ -59,7 +60,8 @@ def header() -> str:
     return (f"# bench_group_norm.py  {now}  git {commit}\n"
             f"# machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}; "
             f"python {platform.python_version()}, torch {torch.__version__}\n"
-            f"# load average at start: {os.getloadavg()[0]:.2f} (shared machine: ratios, not ms)")
+            f"# load average at start: {os.getloadavg()[0]:.2f} (shared machine: ratios, not ms)"
+            + (f"\n# note: {note}" if note else ""))
 
 
 def target_lines(medians: dict, label: str) -> list[str]:
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cpp", action="store_true",
                         help="leave out gnlib's C++ kernel (group_norm(..., backend='cpp'))")
     parser.add_argument("--save", type=Path, help="also write the output to this file")
+    parser.add_argument("--note", default="", help="what else ran on the machine (header line)")
     parser.add_argument("--figure", type=Path, help="bar chart of the 1-thread timings (.png)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="instead of timing: write torch.profiler tables of gnlib and native "
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(Tee(sys.stdout, out)):
         if args.profile:
-            profile_section(args.groups)
+            profile_section(args.groups, note=args.note)
         else:
             run(args)
     save = args.profile or args.save
@@ -135,10 +138,10 @@ def main(argv: list[str] | None = None) -> None:
 PROFILE_SHAPES = [(32, 64, 7, 7), (32, 64, 56, 56)]
 
 
-def profile_section(G: int, calls: int = 20) -> None:
+def profile_section(G: int, calls: int = 20, note: str = "") -> None:
     """Operators (count per forward + backward, self CPU time) of gnlib and native, 1 thread,
     contiguous: shows how many separate passes and dispatches gnlib's Python makes."""
-    print(header())
+    print(header(note))
     print(f"# G={G}, float32, contiguous, 1 thread, {calls} forward + backward calls each\n")
     for shape in PROFILE_SHAPES:
         x, w, b, dy = fwd_bwd_inputs(shape)                            # leaves that need grad
@@ -162,7 +165,7 @@ def profile_section(G: int, calls: int = 20) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    print(header())
+    print(header(args.note))
     G = args.groups
     fns = implementations(cpp=not args.no_cpp)
     if args.no_cpp:

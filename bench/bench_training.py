@@ -140,7 +140,7 @@ def conv_ceiling(batch: int, n: int = 20, rounds: int = 5) -> float:
     return flop / secs / 1e9
 
 
-def header() -> str:
+def header(note: str = "") -> str:
     root = Path(__file__).resolve().parents[1]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                             capture_output=True, text=True).stdout.strip() or "unknown"
@@ -151,7 +151,7 @@ def header() -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"# bench_training.py  {now}  git {commit}\n"
             f"# machine: {os.cpu_count()} cores, {cpu}; torch {torch.__version__}, 1 thread\n"
-            f"# load average at start: {os.getloadavg()[0]:.2f}")
+            f"# load average at start: {os.getloadavg()[0]:.2f}" + (f"\n# note: {note}" if note else ""))
 
 
 def report(rows: list[dict], peak: float, routes: tuple[str, ...],
@@ -210,6 +210,7 @@ def main() -> None:
     ap.add_argument("--ceiling", action="store_true",
                     help="also time the model's convolutions alone at each batch size")
     ap.add_argument("--save", type=Path, help="also write the report to this file")
+    ap.add_argument("--note", default="", help="what else ran on the machine (header line)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     routes = ("default",) if args.quick else ("eager", "channels_last", "default")
@@ -225,7 +226,7 @@ def main() -> None:
                                  for k, v in r.items()}, "peak_gflops": round(peak, 2),
                               "fraction_of_peak": round(r["gflops"] / peak, 4)}))
         return
-    text = header() + "\n" + report(rows, peak, routes, ceilings)
+    text = header(args.note) + "\n" + report(rows, peak, routes, ceilings)
     if args.profile:
         for (label, norm), b in ((("BN", "bn"), 32), (("GN", "gn"), 32), (("BN", "bn"), 2), (("GN", "gn"), 2)):
             text += f"\n\n## torch.profiler, default route, {label}, B={b}, 10 steps\n"
