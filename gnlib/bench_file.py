@@ -21,8 +21,9 @@ _DEFAULT_COLUMNS = ("reference", "gnlib", "native", "gnlib/native", "ref/gnlib")
 class BenchResults:
     """The parsed output of ``bench/bench_group_norm.py``.
 
-    ``date``, ``commit``, ``machine`` and ``settings`` (with ``groups``, the G of every
-    measurement) come from the file's header; ``times[threads]`` maps
+    ``date``, ``commit``, ``machine``, ``settings`` (with ``groups``, the G of every
+    measurement) and ``note`` (what else ran, ``--note``) come from the file's header;
+    ``times[threads]`` maps
     ``shape -> {"reference": s, "gnlib": s, "native": s}`` (median seconds, as
     :func:`gnlib.bench.median_times` returns them, rounded to the file's 0.01 ms; plus
     ``"gnlib-cpp"`` in files that time gnlib's C++ kernel) for
@@ -44,6 +45,7 @@ class BenchResults:
     load: float | None
     settings: str
     groups: int | None = None
+    note: str = ""
     times: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(default_factory=dict)
     times_channels_last: dict[int, dict[tuple[int, ...], dict[str, float]]] = field(
         default_factory=dict)
@@ -63,8 +65,8 @@ class BenchResults:
         except ValueError:
             name = str(self.path)
         return (f"{name}: measured {self.date}, git {self.commit}\n"
-                f"machine: {self.machine}{load}\n"
-                f"{self.settings}")
+                f"machine: {self.machine}{load}\n" + (f"note: {self.note}\n" if self.note else "")
+                + f"{self.settings}")
 
     def time_table(self, threads: int = 1, channels_last: bool = False) -> str:
         """The forward+backward table for ``threads`` threads (contiguous or channels-last
@@ -100,6 +102,7 @@ def load_bench(path: str | Path | None = None) -> BenchResults:
     load_line = next((ln for ln in lines if ln.startswith("# load average")), "")
     load_match = re.search(r":\s*([\d.]+)", load_line)
     settings = next((ln[2:] for ln in lines if re.match(r"# G=\d+", ln)), "")
+    note = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# note:")), "")
 
     sections: dict[str, list[str]] = {}
     title = None
@@ -153,7 +156,7 @@ def load_bench(path: str | Path | None = None) -> BenchResults:
 
     return BenchResults(
         path=path, date=head.group(1), commit=head.group(2), machine=machine,
-        load=float(load_match.group(1)) if load_match else None, settings=settings,
+        load=float(load_match.group(1)) if load_match else None, settings=settings, note=note,
         groups=int(groups.group(1)) if (groups := re.match(r"G=(\d+)", settings)) else None,
         times=times, times_channels_last=times_cl, ratios=ratios, ratios_channels_last=ratios_cl,
         compiled=compiled, compiled_ratios=compiled_ratios,

@@ -158,6 +158,16 @@ def test_load_bench_reads_what_the_bench_script_writes(tmp_path):
     assert results.commit in prov and results.date in prov and results.machine in prov
 
 
+def _table_rows(results, channels_last: bool):
+    """``(shape, {column name: printed text})`` per row of a 1-thread time table, the names
+    read from its header line."""
+    lines = results.time_table(1, channels_last).splitlines()
+    names = lines[0].split("(ms")[0].split()[1:]                # after "shape"
+    for line in lines[1:]:
+        cols = line.split()
+        yield tuple(int(v) for v in cols[0].strip("()").split(",")), dict(zip(names, cols[1:]))
+
+
 def test_committed_results_file_has_provenance_and_the_bench_shapes():
     results = load_bench()
     assert results.path == RESULTS_FILE
@@ -165,10 +175,11 @@ def test_committed_results_file_has_provenance_and_the_bench_shapes():
     shapes = [tuple(s) for s in _bench_script().SHAPES]
     assert list(results.times[1]) == shapes and list(results.times_channels_last[1]) == shapes
     for cl in (False, True):
-        for line in results.time_table(1, cl).splitlines()[1:]:  # printed ratios = ms ratios
-            ms = [float(v) for v in line.split()[1:4]]
-            printed = float(line.split()[4].rstrip("x"))
-            assert abs(ms[1] / ms[2] - printed) < 0.1 * printed
+        for _, row in _table_rows(results, cl):                 # printed ratios = ms ratios
+            pairs = [("gnlib", "gnlib/native")] + [("gnlib-cpp", "cpp/native")] * ("cpp/native" in row)
+            for name, ratio in pairs:
+                printed = float(row[ratio].rstrip("x"))
+                assert abs(float(row[name]) / float(row["native"]) - printed) < 0.1 * printed
 
 
 def test_load_bench_reads_the_printed_ratio_columns(tmp_path):
@@ -176,7 +187,8 @@ def test_load_bench_reads_the_printed_ratio_columns(tmp_path):
     script = _bench_script()
     medians = {(2, 8, 5, 5): {"reference": 0.000794, "gnlib": 0.000616, "native": 0.000217}}
     text = "\n".join([
-        script.header(), "# G=4, float32, 3 interleaved repeats per implementation, medians\n",
+        script.header("two training processes at nice 19"),
+        "# G=4, float32, 3 interleaved repeats per implementation, medians\n",
         "## forward + backward, 2 threads", bench.format_time_table(medians),
         *script.target_lines(medians, " (2 thr)"), "",
         "## forward + backward, 2 threads, channels_last", bench.format_time_table(medians), "",
@@ -194,6 +206,8 @@ def test_load_bench_reads_the_printed_ratio_columns(tmp_path):
     rounded = results.times[2][(2, 8, 5, 5)]
     assert round(rounded["gnlib"] / rounded["native"], 2) != expected["gnlib/native"]
     assert results.compiled_ratios == {(2, 8, 5, 5): 2.15}
+    assert results.note == "two training processes at nice 19"
+    assert "note: two training processes at nice 19" in results.provenance
 
 
 def test_committed_results_file_ratios_are_the_printed_columns():
@@ -202,11 +216,8 @@ def test_committed_results_file_ratios_are_the_printed_columns():
         assert list(table) == list(results.times[threads])
     for cl in (False, True):
         ratios = (results.ratios_channels_last if cl else results.ratios)[1]
-        for line in results.time_table(1, cl).splitlines()[1:]:
-            cols = line.split()
-            shape = tuple(int(v) for v in cols[0].strip("()").split(","))
-            assert ratios[shape] == {"gnlib/native": float(cols[4].rstrip("x")),
-                                     "ref/gnlib": float(cols[5].rstrip("x"))}
+        for shape, row in _table_rows(results, cl):
+            assert ratios[shape] == {k: float(v.rstrip("x")) for k, v in row.items() if "/" in k}
     assert set(results.compiled_ratios) == set(results.compiled)
 
 

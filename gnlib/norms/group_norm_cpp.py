@@ -17,6 +17,7 @@ with that reason, ``backend="auto"`` quietly uses the Python implementation.
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import threading
 import warnings
@@ -50,7 +51,12 @@ def machine_tag() -> str:
 
 
 def _build(flags: list[str]) -> ModuleType:
-    from torch.utils import cpp_extension
+    quiet = logging.getLogger("torch.utils.cpp_extension")   # its import warns "No CUDA runtime
+    level, _ = quiet.level, quiet.setLevel(logging.ERROR)     # is found" on CPU-only machines
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        quiet.setLevel(level)
 
     native = "-march=native" in flags
     name = f"gnlib_group_norm_{machine_tag()}" if native else "gnlib_group_norm"
