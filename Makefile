@@ -15,6 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -W ignore::RuntimeWarning -m gnlib.norms.group_norm_cpp
 	touch $@
 
 # Offline first: the Debian package, installed with apt-get when we are root; else download.

@@ -34,7 +34,8 @@ RESULTS_DIR = Path(os.environ.get("GNLIB_RESULTS")
 DID_NOT_TRAIN_LOSS = 0.9 * math.log(10)
 #: The value a config option had in records written before the option existed.
 LEGACY_CONFIG = {"batching": "shuffled", "devices": 1, "augment": False,
-                 "memory_format": "contiguous", "device": "cpu", "renorm": "fixed"}
+                 "memory_format": "contiguous", "device": "cpu", "renorm": "fixed",
+                 "gn_backend": "python"}
 _RENAMED = {"val_error": "test_error", "val_error_train_mode": "test_error_train_mode"}
 
 

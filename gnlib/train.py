@@ -21,7 +21,9 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
 * ``batching``: ``"shuffled"`` (i.i.d.), or ``"non-iid-1"`` / ``"non-iid-2"``: every device's
   slice comes from one class / one random pair of classes (:mod:`gnlib.sampling`);
 * the fast route (``memory_format="channels_last"``, the default) keeps the model and every
-  batch in channels-last memory; ``device`` is ``"cpu"``, ``"cuda"`` or ``"auto"``;
+  batch in channels-last memory, and ``gn_backend="auto"`` (the default) runs gnlib's GN, LN
+  and IN layers on the fused C++ kernel where it can be built (``"python"`` turns it off;
+  :data:`gnlib.norms.BACKENDS`); ``device`` is ``"cpu"``, ``"cuda"`` or ``"auto"``;
 * for BN-family norms, :mod:`gnlib.diagnostics` records the running-statistics gap each epoch
   and, at the end, PreciseBN and train-mode test errors and per-layer statistics;
 * a non-finite loss stops the run (``diverged``); a run whose loss never falls below
@@ -46,7 +48,7 @@ from .augment import Augmentation
 from .data import get_data, synthetic_data, to_float
 from .diagnostics import bn_final_report, bn_statistics_gap, evaluate
 from .models import MODEL_NORMS, build_model
-from .norms import RenormSchedule
+from .norms import BACKENDS, RenormSchedule, use_backend
 from .results import did_not_train
 
 BATCHINGS = ("shuffled", "non-iid-1", "non-iid-2")
@@ -92,6 +94,7 @@ class TrainConfig:
     memory_format: str = "channels_last"   # the fast route; "contiguous" turns it off
     device: str = "cpu"             # "cpu", "cuda" or "auto" (cuda when available)
     renorm: str = "fixed"           # BR: "fixed" r_max 1.5, d_max 0.5 (GN paper); "warmup" (BR paper)
+    gn_backend: str = "auto"        # GN/LN/IN layers: "auto" (C++ kernel where built), "python", "cpp"
 
     def __post_init__(self) -> None:
         self.widths, self.blocks, self.strides = (tuple(self.widths), tuple(self.blocks),
@@ -106,7 +109,8 @@ class TrainConfig:
                             ("schedule", self.schedule, SCHEDULES),
                             ("memory_format", self.memory_format, MEMORY_FORMATS),
                             ("device", self.device, DEVICES),
-                            ("renorm", self.renorm, RENORMS)):
+                            ("renorm", self.renorm, RENORMS),
+                            ("gn_backend", self.gn_backend, BACKENDS)):
             if v not in ok:
                 raise ValueError(f"unknown {name} {v!r}; choose one of {ok}")
         if self.batch_size % self.devices:
@@ -208,7 +212,7 @@ def prepare_model(cfg: TrainConfig, device: torch.device | None = None,
                             channels_per_group=cfg.channels_per_group,
                             stem_stride=cfg.stem_stride, strides=cfg.strides,
                             bn_splits=cfg.devices if cfg.norm == "bn" else 1, renorm=renorm)
-    return to_route(model, cfg, device or resolve_device(cfg.device))
+    return to_route(use_backend(model, cfg.gn_backend), cfg, device or resolve_device(cfg.device))
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

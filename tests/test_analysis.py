@@ -79,6 +79,7 @@ def test_normalize_reads_old_records_in_todays_names():
     assert new["test_error"] == 13.5 and new["test_error_train_mode"] == 13.9
     assert "val_error" not in new and new["history"]["test_error"] == [14.0, 13.5]
     assert new["config"]["batching"] == "shuffled" and new["config"]["memory_format"] == "contiguous"
+    assert new["config"]["gn_backend"] == "python"           # before the C++ kernel existed
     assert new["did_not_train"] is False and isinstance(Paired(0, 0, 0, 0, 1, 1), Paired)
 
 

@@ -265,3 +265,17 @@ def test_figure1_grid_the_long_and_the_gpu_preset():
     assert len(layers) == 21 and min(m.num_channels // m.num_groups for m in layers) >= 2
     with pytest.raises(ValueError, match="figure1 experiment only"):
         grid("groups", "gpu")
+
+
+def test_committed_presets_are_pinned_to_the_python_kernel_and_still_find_their_records():
+    """Every committed grid ran GN on the Python kernel (records written before gn_backend
+    existed read as "python"): their presets pin it, so resume and the notebooks find them."""
+    from gnlib.experiments import load_experiment, results_path
+
+    for exp in ("figure1", "groups", "small-batch", "non-iid", "batch-size"):
+        assert {c.gn_backend for c in grid(exp, "full")} == {"python"}
+    assert {c.gn_backend for c in grid("figure1", "long")} == {"python"}
+    assert {c.gn_backend for c in grid("figure1", "quick")} == {"auto"}     # the fast route
+    recs = load_experiment("figure1", "full")
+    assert len(recs) == 27 and all(r["config"]["gn_backend"] == "python" for r in recs)
+    assert not pending(grid("figure1", "full"), "full", results_path("figure1"), force=False)

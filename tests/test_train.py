@@ -153,3 +153,21 @@ def test_syncbn_is_bn_over_all_simulated_devices():
     assert sync["test_error_train_mode"] is not None and "bn_var_ratio" in sync["history"]
     with pytest.raises(ValueError, match="devices > 1"):
         train(TrainConfig(norm="syncbn", batch_size=8, **TINY), tiny_data())
+
+
+def test_gn_backend_reaches_every_group_norm_layer_and_is_checked():
+    from gnlib.norms import GroupNorm, group_norm_cpp
+    from gnlib.train import prepare_model
+
+    for norm in ("gn", "ln", "in"):
+        for backend in ("python", "auto", "cpp"):
+            model = prepare_model(TrainConfig(norm=norm, gn_backend=backend, **TINY))
+            layers = [m for m in model.modules() if isinstance(m, GroupNorm)]
+            assert layers and {m.backend for m in layers} == {backend}
+    assert TrainConfig().gn_backend == "auto"                  # the fast route by default
+    with pytest.raises(ValueError, match="gn_backend"):
+        TrainConfig(gn_backend="fortran")
+    if group_norm_cpp.available():                             # same recipe, other kernel: close
+        a = train(TrainConfig(norm="gn", batch_size=8, gn_backend="python", **TINY), tiny_data())
+        b = train(TrainConfig(norm="gn", batch_size=8, gn_backend="cpp", **TINY), tiny_data())
+        assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=1e-4)

@@ -17,17 +17,17 @@ Nothing here imports data, training, results or plotting code.
 from .batch_renorm import BatchRenorm, BatchRenorm1d, BatchRenorm2d, BatchRenorm3d, RenormSchedule
 from .checks import check_groups, valid_groups
 from .factory import NORM_KINDS, channels_per_group, make_norm
-from .group_norm import (GroupNorm, GroupNormCppFunction, GroupNormFunction, group_norm,
-                         group_norm_reference)
+from .group_norm import (BACKENDS, GroupNorm, GroupNormCppFunction, GroupNormFunction,
+                         group_norm, group_norm_reference, use_backend)
 from .per_device_bn import GhostBatchNorm2d, GlobalBatchNorm2d, convert_to_global_bn
 from .running_stats import update_running_stats
 from .weight_std import WSConv2d, convert_to_ws, standardize_weight
 
 __all__ = [
-    "NORM_KINDS", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d", "BatchRenorm3d",
+    "BACKENDS", "NORM_KINDS", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d", "BatchRenorm3d",
     "GhostBatchNorm2d", "GlobalBatchNorm2d", "GroupNorm", "GroupNormCppFunction",
     "GroupNormFunction", "RenormSchedule",
     "WSConv2d", "channels_per_group", "check_groups", "convert_to_global_bn", "convert_to_ws",
     "group_norm", "group_norm_reference", "make_norm", "standardize_weight",
-    "update_running_stats", "valid_groups",
+    "update_running_stats", "use_backend", "valid_groups",
 ]

@@ -32,7 +32,7 @@ from . import group_norm_cpp
 from .checks import check_affine, check_groups, check_input, denominator
 
 __all__ = ["BACKENDS", "GroupNorm", "GroupNormCppFunction", "GroupNormFunction", "group_norm",
-           "group_norm_reference"]
+           "group_norm_reference", "use_backend"]
 
 #: The implementations :func:`group_norm` and :class:`GroupNorm` can run: ``"python"`` (PyTorch
 #: operations, :class:`GroupNormFunction`; the default), ``"cpp"`` (fused C++ kernel,
@@ -395,3 +395,13 @@ class GroupNorm(nn.GroupNorm):
         s = f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
         s += ", unbiased=True" if self.unbiased else ""
         return s + (f", backend={self.backend!r}" if self.backend != "python" else "")
+
+
+def use_backend(module: nn.Module, backend: str) -> nn.Module:
+    """Set ``backend`` (one of :data:`BACKENDS`) on every :class:`GroupNorm` inside ``module``
+    (GN, and LN / IN built as GN with ``G = 1`` / ``G = C``); returns ``module``."""
+    backend = _check_backend(backend)
+    for m in module.modules():
+        if isinstance(m, GroupNorm):
+            m.backend = backend
+    return module

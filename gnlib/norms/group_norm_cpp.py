@@ -12,13 +12,17 @@ CPU, so that a build cache shared between machines never loads a build made for 
 that build fails, a plain ``-O3`` one is tried. :func:`available` says whether one succeeded
 (building it if not tried yet), :func:`why_unavailable` keeps the reason (no compiler, the build
 error). A failure warns once and never raises here: ``group_norm(..., backend="cpp")`` raises
-with that reason, ``backend="auto"`` quietly uses the Python implementation.
+with that reason, ``backend="auto"`` quietly uses the Python implementation. A build (not a
+load of a cached one) prints one line to stderr first; ``make install`` and Binder's
+``postBuild`` build it ahead (``python -m gnlib.norms.group_norm_cpp``, with
+``-W ignore::RuntimeWarning`` as ``gnlib`` imports this module first).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -61,6 +65,10 @@ def _build(flags: list[str]) -> ModuleType:
     native = "-march=native" in flags
     name = f"gnlib_group_norm_{machine_tag()}" if native else "gnlib_group_norm"
     ldflags = ["-fopenmp"] if "-fopenmp" in flags else []
+    built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
+    if not built.exists():                               # torch reuses a build of the same source
+        print(f"gnlib: building the C++ Group Norm kernel ({' '.join(flags)}; once per machine, "
+              "about a minute)", file=sys.stderr, flush=True)
     return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags,
                               extra_ldflags=ldflags, verbose=False)
 
@@ -105,3 +113,11 @@ def why_unavailable() -> str:
     ``""`` if it can."""
     load()
     return _error or ""
+
+
+if __name__ == "__main__":          # python -m gnlib.norms.group_norm_cpp: build now, say how
+    if available():
+        print(f"gnlib's C++ Group Norm kernel: ready (built with {' '.join(build_flags())})")
+    else:
+        print("gnlib's C++ Group Norm kernel: unavailable, GroupNorm(backend='auto') uses the "
+              f"Python implementation:\n{why_unavailable()}")
