@@ -4,11 +4,12 @@ Times exactly what the experiments run, :func:`gnlib.train.train_step` on a mode
 :func:`gnlib.train.prepare_model` (1 thread), for BN, GN (gnlib), LN, IN and BN with
 per-device slices, at batch 32 and batch 2. Routes (each a change on top of the one before):
 
-* ``eager``: the step as it was before the fast route (contiguous NCHW, per-parameter SGD);
+* ``eager``: the step as it was before the fast route (contiguous NCHW, per-parameter SGD,
+  gnlib's GroupNorm layers in Python);
 * ``channels_last``: model and batches in channels-last memory;
-* ``default``: channels-last + multi-tensor (``foreach``) SGD: what ``gnlib.train`` runs;
-* ``cpp``: the default route with gnlib's GroupNorm layers (GN, LN, IN) on the fused C++
-  kernel (``backend="auto"``; the same as ``default`` for BN);
+* ``foreach``: channels-last + multi-tensor (``foreach``) SGD;
+* ``default``: ``foreach`` + gnlib's GroupNorm layers (GN, LN, IN) on the fused C++ kernel
+  (``gn_backend="auto"``): what ``gnlib.train`` runs by default (the same as ``foreach`` for BN);
 * ``compiled`` (``--compile``): ``torch.compile`` of the model on the default route.
 
 Steps of all routes are interleaved in blocks and the best block is kept (the least disturbed
@@ -38,7 +39,6 @@ from pathlib import Path
 import torch
 
 from gnlib.models import count_macs
-from gnlib.norms import GroupNorm
 from gnlib.train import TrainConfig, make_optimizer, prepare_model, to_route, train_step
 
 CPU = torch.device("cpu")
@@ -61,21 +61,16 @@ def peak_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 def make_step(norm: str, devices: int, batch: int, route: str):
     """A closure running one training step of ``route``, and the step's GFLOP."""
+    fast = route in ("default", "compiled")
     cfg = TrainConfig(norm=norm, batch_size=batch, devices=devices,
-                      memory_format="contiguous" if route == "eager" else "channels_last")
+                      memory_format="contiguous" if route == "eager" else "channels_last",
+                      gn_backend="auto" if fast else "python")
     model = prepare_model(cfg, CPU)
-    if route == "cpp":
-        for m in model.modules():
-            if isinstance(m, GroupNorm):
-                m.backend = "auto"
-    if route == "eager":
+    if route in ("eager", "channels_last"):                  # per-parameter SGD
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
                               foreach=False)
     else:
         opt = make_optimizer(cfg, model)
-    if route == "channels_last":
-        for g in opt.param_groups:
-            g["foreach"] = False
     net = torch.compile(model) if route == "compiled" else model
     gen = torch.Generator().manual_seed(0)
     x = to_route(torch.randn(batch, 1, 28, 28, generator=gen), cfg, CPU)
@@ -223,7 +218,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine (header line)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    routes = ("default",) if args.quick else ("eager", "channels_last", "default", "cpp")
+    routes = ("default",) if args.quick else ("eager", "channels_last", "foreach", "default")
     routes += ("compiled",) if args.compile else ()
     n32, n2, rounds = (4, 20, 3) if args.quick else (10, 50, 5)
     peak = peak_gflops()
