@@ -232,3 +232,33 @@ def test_the_source_ships_as_package_data():
     relative = group_norm_cpp.SOURCE.relative_to(Path(group_norm_cpp.__file__).parent).as_posix()
     assert group_norm_cpp.SOURCE.is_file()
     assert any(fnmatch.fnmatch(relative, p) for p in patterns)
+
+
+def test_the_registered_operators_pass_torch_library_opcheck():
+    """Schema, fake (shape / stride) implementations and dispatch of the two operators."""
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 8, 5, 5).contiguous(memory_format=fmt)
+        w, b = torch.rand(8) + 0.5, torch.randn(8)
+        y, mean, rstd = group_norm_cpp.forward_op(x, w, b, 4, 1e-5, False)
+        torch.library.opcheck(group_norm_cpp.forward_op, (x, w, b, 4, 1e-5, False))
+        torch.library.opcheck(group_norm_cpp.forward_op, (x, None, None, 2, 1e-5, True))
+        dy = torch.randn_like(y)
+        for need_x, need_w in ((True, True), (False, True), (True, False)):
+            torch.library.opcheck(group_norm_cpp.backward_op,
+                                  (dy, x, mean, rstd, w, 4, 50, need_x, need_w))
+
+
+def test_torch_compile_traces_through_the_kernel_and_matches_eager():
+    """Under torch.compile the layer calls the registered operators (no graph break at an
+    opaque extension call), for a changing batch size too, with eager's values."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    layer = GroupNorm(4, 8, backend="cpp")
+    compiled = torch.compile(layer, fullgraph=True)            # fullgraph: a break is an error
+    for n in (4, 2, 3):
+        x = torch.randn(n, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+        eager = _fwd_grads(lambda x, G, w, b: layer(x), x, 4, None, None, torch.ones_like(x))[0]
+        traced = _fwd_grads(lambda x, G, w, b: compiled(x), x, 4, None, None, torch.ones_like(x))[0]
+        assert torch.allclose(traced[0], eager[0], atol=1e-5)
+        assert torch.allclose(traced[1], eager[1], atol=1e-5)

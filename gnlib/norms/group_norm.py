@@ -255,7 +255,9 @@ class GroupNormCppFunction(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, G: int, weight: Tensor | None, bias: Tensor | None,
                 eps: float, unbiased: bool) -> Tensor:
         x = _dense(x)
-        y, mean, rstd = group_norm_cpp.load().forward(x, weight, bias, G, eps, unbiased)
+        compiling = torch.compiler.is_compiling()                    # traced: the registered op
+        kernel = group_norm_cpp.forward_op if compiling else group_norm_cpp.load().forward
+        y, mean, rstd = kernel(x, weight, bias, G, eps, unbiased)
         ctx.save_for_backward(x, mean, rstd, weight)
         ctx.G, ctx.eps, ctx.has_bias = G, eps, bias is not None
         ctx.D = denominator(x.shape[1] // G * math.prod(x.shape[2:]), unbiased)  # |S| or |S|-1
@@ -268,8 +270,9 @@ class GroupNormCppFunction(torch.autograd.Function):
         if torch.is_grad_enabled():                                  # create_graph=True
             dx, dw, db = _backward_differentiable(dy, x, ctx.G, weight, ctx.D, ctx.eps)
         else:                                                        # (B1), (B2) in C++
-            dx, dw, db = group_norm_cpp.load().backward(dy, x, mean, rstd, weight, ctx.G, ctx.D,
-                                                        need_x, need_w)
+            compiling = torch.compiler.is_compiling()
+            kernel = group_norm_cpp.backward_op if compiling else group_norm_cpp.load().backward
+            dx, dw, db = kernel(dy, x, mean, rstd, weight, ctx.G, ctx.D, need_x, need_w)
             if weight is not None and weight.dtype != x.dtype:
                 dw, db = (t if t is None else t.to(weight.dtype) for t in (dw, db))
         return (dx if need_x else None, None, dw if need_w else None,

@@ -28,7 +28,8 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["FLAGS", "SOURCE", "available", "build_flags", "load", "machine_tag", "why_unavailable"]
+__all__ = ["FLAGS", "SOURCE", "available", "backward_op", "build_flags", "forward_op", "load",
+           "machine_tag", "why_unavailable"]
 
 #: The C++ source, shipped as package data (pyproject ``[tool.setuptools.package-data]``).
 SOURCE = Path(__file__).resolve().parent / "csrc" / "group_norm.cpp"
@@ -113,6 +114,46 @@ def why_unavailable() -> str:
     ``""`` if it can."""
     load()
     return _error or ""
+
+
+# ---- the kernel as torch operators, for torch.compile ----------------------------------------
+# Eager calls go straight to the module's functions (no dispatcher cost); under torch.compile,
+# GroupNormCppFunction calls these registered operators instead, whose fake implementations give
+# the output shapes and strides, so Dynamo traces through GN instead of breaking the graph at an
+# opaque extension call.
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+@torch.library.custom_op("gnlib::group_norm_forward", mutates_args=())
+def forward_op(x: Tensor, weight: Tensor | None, bias: Tensor | None, G: int, eps: float,
+               unbiased: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y, mean, rstd)`` of the kernel's forward."""
+    y, mean, rstd = load().forward(x, weight, bias, G, eps, unbiased)
+    return y, mean, rstd
+
+
+@forward_op.register_fake
+def _(x, weight, bias, G, eps, unbiased):
+    stats = x.new_empty((x.shape[0], G))
+    return torch.empty_like(x), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("gnlib::group_norm_backward", mutates_args=())
+def backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor | None, G: int,
+                D: int, need_x: bool, need_w: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dweight, dbias)`` of the kernel's backward; an empty tensor for a gradient not
+    needed (an operator returns tensors only)."""
+    dx, dw, db = load().backward(dy, x, mean, rstd, weight, G, D, need_x, need_w)
+    return (dx if dx is not None else x.new_empty(0), dw if dw is not None else x.new_empty(0),
+            db)
+
+
+@backward_op.register_fake
+def _(dy, x, mean, rstd, weight, G, D, need_x, need_w):
+    C = x.shape[1]
+    return (torch.empty_like(x) if need_x else x.new_empty(0),
+            x.new_empty(C) if need_w else x.new_empty(0), x.new_empty(C))
 
 
 if __name__ == "__main__":          # python -m gnlib.norms.group_norm_cpp: build now, say how
