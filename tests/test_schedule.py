@@ -55,9 +55,9 @@ def test_schedule_table_pairs_seeds_across_budgets_and_judges_only_complete_cond
     ghost = t.loc[("bn", 2)]
     assert ghost["seeds"] == 1 and ghost["left out"] == 1 and ghost["4 epochs %"] == pytest.approx(8.9)
     lines = describe_schedules(schedule_table(short, long))
-    assert lines[0].startswith("BN over 32 images: 8.60 % -> 8.00 %, longer minus shorter -0.60")
+    assert lines[0].startswith("BN over 32 images (3 seeds): 8.60 % -> 8.00 %, longer minus shorter -0.60")
     assert "better (p = " in lines[0] and lines[0].endswith("last epoch -0.03 points (met)")
-    assert lines[2].startswith("GN: 9.00 % -> 8.40 %") and "one seed pair only" in lines[2]
+    assert lines[2].startswith("GN (1 seed): 9.00 % -> 8.40 %") and "one seed pair only" in lines[2]
 
 
 def test_a_missed_criterion_is_reported():
@@ -82,3 +82,23 @@ def test_plot_schedules_draws_both_budgets():
     heights = sorted(round(b.get_height(), 3) for b in right.patches if b.get_width() < 0.5)
     assert heights == [-1.0, -1.0, -0.45, -0.45]                           # BN 1 clipped at -1
     assert {t.get_text() for t in right.texts} == {"-13.0", "-2.0"}
+
+
+def test_schedule_gap_compares_the_same_seeds_at_both_budgets():
+    from gnlib.analysis import schedule_gap
+
+    short = [rec("bn", s, [9.0, 8.5 + 0.1 * s]) for s in range(3)]
+    short += [rec("bn", s, [9.9, 9.2 + 0.1 * s + 0.05 * s], devices=16) for s in range(3)]
+    long = [rec("bn", s, [9.0, 8.0]) for s in range(3)]
+    long += [rec("bn", s, [9.5, 8.7 + 0.1 * s], devices=16) for s in range(2)]   # seed 2 not yet
+    at_short, at_long = schedule_gap(short, long, ("bn", 2), ("bn", 32))
+    assert at_short.n == at_long.n == 2                                   # seeds 0 and 1 only
+    assert at_short.mean == pytest.approx((0.7 + 0.75) / 2)
+    assert at_long.mean == pytest.approx((0.7 + 0.8) / 2)
+
+
+def test_a_p_value_just_above_5_percent_is_not_printed_as_0_05():
+    from gnlib.analysis import Paired
+
+    assert Paired(-0.67, 0.05, -13.4, 1, 0.0525, 2).verdict().endswith("(p = 0.052)")
+    assert Paired(0.1, 0.2, 0.5, 2, 0.66, 3).verdict().endswith("(p = 0.66)")

@@ -19,7 +19,7 @@ from .frames import runs_frame
 from .stats import mean_se, paired_test
 
 __all__ = ["LAST_EPOCH_CRITERION", "describe_schedules", "last_epoch_change", "last_epoch_frame",
-           "schedule_table"]
+           "schedule_gap", "schedule_table"]
 
 #: Points of test error the last epoch may still change the mean over seeds by (Figure 1's issue).
 LAST_EPOCH_CRITERION = 0.15
@@ -89,8 +89,9 @@ def schedule_table(shorter: list[dict], longer: list[dict], seeds: int = 3):
 
 
 def describe_schedules(table) -> list[str]:
-    """One sentence per condition of :func:`schedule_table`: both errors, the seed-paired
-    change with its verdict, and the last epoch's change at the longer budget."""
+    """One sentence per condition of :func:`schedule_table`: the seeds finished at both budgets,
+    both errors (means over those seeds), the seed-paired change with its verdict, and the last
+    epoch's change at the longer budget."""
     cols = [c for c in table.columns if c.endswith("epochs %")]
     out = []
     for _, row in table.iterrows():
@@ -101,7 +102,19 @@ def describe_schedules(table) -> list[str]:
             continue
         p = row["longer minus shorter"]
         last = [c for c in table.columns if c.startswith("last epoch, ")][-1]
-        out.append(f"{who}: {row[cols[0]]:.2f} % -> {row[cols[1]]:.2f} %, longer minus shorter "
+        seeds = f"{row['seeds']} seed{'s' * (row['seeds'] > 1)}"
+        out.append(f"{who} ({seeds}): {row[cols[0]]:.2f} % -> {row[cols[1]]:.2f} %, longer minus shorter "
                    f"{p}: {p.verdict()}; {last.split(', ')[1]}: last epoch "
                    f"{row[last]:+.2f} points ({row['criterion']})")
     return out
+
+
+def schedule_gap(shorter: list[dict], longer: list[dict], a: tuple[str, int], b: tuple[str, int]):
+    """The seed-paired difference of conditions ``a`` minus ``b`` (``(norm, slice)``) at each
+    budget, over the seeds usable in both conditions at both budgets (so the two budgets
+    compare the same seeds): ``(Paired at the shorter, Paired at the longer)``."""
+    frames = [runs_frame(r) for r in (shorter, longer)]
+    sel = [[d[(d["norm"] == n) & (d["slice"] == s) & d["usable"]].set_index("seed")["test_error"]
+            for n, s in (a, b)] for d in frames]
+    seeds = sorted(set.intersection(*(set(x.index) for pair in sel for x in pair)))
+    return tuple(paired_test((x[seeds] - y[seeds]).tolist()) for x, y in sel)

@@ -54,7 +54,8 @@ class Paired:
         if self.n < 2:
             return "one seed pair only, no test"
         if not self.significant:
-            return f"not significant at 5 % with {self.n} seeds (p = {self.p:.2f})"  # not "equal"
+            p = f"{self.p:.2f}" if self.p >= 0.1 else f"{self.p:.3f}"   # 0.0525 is not "0.05"
+            return f"not significant at 5 % with {self.n} seeds (p = {p})"  # not "equal"
         return f"{worse if self.mean > 0 else better} (p = {self.p:.3f})"
 
     def __str__(self) -> str:
