@@ -66,12 +66,24 @@ def _build(flags: list[str]) -> ModuleType:
     native = "-march=native" in flags
     name = f"gnlib_group_norm_{machine_tag()}" if native else "gnlib_group_norm"
     ldflags = ["-fopenmp"] if "-fopenmp" in flags else []
-    built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-    if not built.exists():                               # torch reuses a build of the same source
+    build_dir = _build_directory(name, flags)
+    if not (build_dir / f"{name}.so").exists():
         print(f"gnlib: building the C++ Group Norm kernel ({' '.join(flags)}; once per machine, "
               "about a minute)", file=sys.stderr, flush=True)
     return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags,
-                              extra_ldflags=ldflags, verbose=False)
+                              extra_ldflags=ldflags, build_directory=str(build_dir), verbose=False)
+
+
+def _build_directory(name: str, flags: list[str]) -> Path:
+    """A build folder of its own for this source, these flags and this Python environment, under
+    torch's extension cache: two checkouts or venvs on one machine then never rebuild over each
+    other (torch would, waiting on one lock), and an edited source gets a fresh build."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    key = hashlib.sha1("\0".join([sys.prefix, SOURCE.read_text(), *flags]).encode()).hexdigest()
+    path = Path(_get_build_directory(name, verbose=False)).parent / f"{name}-{key[:10]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def load() -> ModuleType | None:
