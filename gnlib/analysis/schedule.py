@@ -105,7 +105,7 @@ def describe_schedules(table) -> list[str]:
         seeds = f"{row['seeds']} seed{'s' * (row['seeds'] > 1)}"
         out.append(f"{who} ({seeds}): {row[cols[0]]:.2f} % -> {row[cols[1]]:.2f} %, longer minus shorter "
                    f"{p}: {p.verdict()}; {last.split(', ')[1]}: last epoch "
-                   f"{row[last]:+.2f} points ({row['criterion']})")
+                   f"{round(row[last], 2) + 0.0:+.2f} points ({row['criterion']})")
     return out
 
 
