@@ -18,7 +18,8 @@ so ``G = 1`` is Layer Norm and ``G = C`` is Instance Norm. This module holds
 (a :class:`torch.autograd.Function` with the backward derived by hand) and :class:`GroupNorm`
 (a drop-in :class:`torch.nn.GroupNorm`). The last two take ``backend``: ``"python"`` (the
 default, the PyTorch operations below), ``"cpp"`` (the same algebra in one fused C++ kernel,
-``csrc/group_norm.cpp``, :class:`GroupNormCppFunction`) or ``"auto"`` (C++ where it applies).
+``csrc/group_norm.cpp``, :class:`~gnlib.norms.group_norm_cpp.GroupNormCppFunction`) or
+``"auto"`` (C++ where it applies).
 """
 from __future__ import annotations
 
@@ -28,15 +29,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from . import group_norm_cpp
 from .checks import check_affine, check_groups, check_input, denominator
 
-__all__ = ["BACKENDS", "GroupNorm", "GroupNormCppFunction", "GroupNormFunction", "group_norm",
-           "group_norm_reference", "use_backend"]
+__all__ = ["BACKENDS", "GroupNorm", "GroupNormFunction", "group_norm", "group_norm_reference",
+           "use_backend"]
 
 #: The implementations :func:`group_norm` and :class:`GroupNorm` can run: ``"python"`` (PyTorch
 #: operations, :class:`GroupNormFunction`; the default), ``"cpp"`` (fused C++ kernel,
-#: :class:`GroupNormCppFunction`; CPU float32 / float64, other inputs take the Python path) and
+#: :class:`~gnlib.norms.group_norm_cpp.GroupNormCppFunction`; CPU float32 / float64, other
+#: inputs take the Python path) and
 #: ``"auto"`` (the C++ kernel where it applies and could be built, else Python).
 BACKENDS = ("python", "cpp", "auto")
 
@@ -241,44 +242,6 @@ def _backward_differentiable(dy: Tensor, x: Tensor, G: int, weight: Tensor | Non
     return dx.reshape(x.shape), dw, dy.sum(axes)                    # (B1), (B2) beta
 
 
-class GroupNormCppFunction(torch.autograd.Function):
-    r""":class:`GroupNormFunction` with the forward and (B1)-(B2) in one fused C++ kernel
-    (``csrc/group_norm.cpp``, built on first use by :mod:`~gnlib.norms.group_norm_cpp`).
-
-    Same arguments, same saved tensors (``x``, the ``(N, G)`` ``mean`` and ``rstd``, ``weight``)
-    and same memory formats (channels-first or channels-last, no copy); CPU float32 / float64
-    only (:func:`group_norm` sends other inputs to :class:`GroupNormFunction`). Under
-    ``create_graph=True`` the backward is :class:`GroupNormFunction`'s differentiable one.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, G: int, weight: Tensor | None, bias: Tensor | None,
-                eps: float, unbiased: bool) -> Tensor:
-        x = _dense(x)
-        compiling = torch.compiler.is_compiling()                    # traced: the registered op
-        kernel = group_norm_cpp.forward_op if compiling else group_norm_cpp.load().forward
-        y, mean, rstd = kernel(x, weight, bias, G, eps, unbiased)
-        ctx.save_for_backward(x, mean, rstd, weight)
-        ctx.G, ctx.eps, ctx.has_bias = G, eps, bias is not None
-        ctx.D = denominator(x.shape[1] // G * math.prod(x.shape[2:]), unbiased)  # |S| or |S|-1
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, mean, rstd, weight = ctx.saved_tensors
-        need_x, _, need_w, need_b = ctx.needs_input_grad[:4]
-        if torch.is_grad_enabled():                                  # create_graph=True
-            dx, dw, db = _backward_differentiable(dy, x, ctx.G, weight, ctx.D, ctx.eps)
-        else:                                                        # (B1), (B2) in C++
-            compiling = torch.compiler.is_compiling()
-            kernel = group_norm_cpp.backward_op if compiling else group_norm_cpp.load().backward
-            dx, dw, db = kernel(dy, x, mean, rstd, weight, ctx.G, ctx.D, need_x, need_w)
-            if weight is not None and weight.dtype != x.dtype:
-                dw, db = (t if t is None else t.to(weight.dtype) for t in (dw, db))
-        return (dx if need_x else None, None, dw if need_w else None,
-                db if need_b and ctx.has_bias else None, None, None)
-
-
 def _check_backend(backend: Any) -> str:
     """``backend`` if it is one of :data:`BACKENDS`, else a ``ValueError`` listing them."""
     if not isinstance(backend, str) or backend not in BACKENDS:
@@ -286,22 +249,6 @@ def _check_backend(backend: Any) -> str:
                          f"{backend!r}: 'python' runs PyTorch operations (the default), 'cpp' "
                          "a fused C++ kernel (CPU float32/float64), 'auto' C++ where it applies")
     return backend
-
-
-def _use_cpp(backend: str, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> bool:
-    """Whether ``backend`` ("cpp" or "auto") runs the C++ kernel on these inputs: only CPU
-    float32 / float64 ones (else the Python path). ``"cpp"`` raises if the kernel cannot be
-    built; ``"auto"`` then takes the Python path."""
-    if not (x.is_cpu and x.dtype in (torch.float32, torch.float64)
-            and (weight is None or weight.is_cpu) and (bias is None or bias.is_cpu)):
-        return False
-    if group_norm_cpp.available():
-        return True
-    if backend == "auto":
-        return False
-    raise RuntimeError("group_norm(backend='cpp'): the C++ kernel is not available: "
-                       f"{group_norm_cpp.why_unavailable()}\nUse backend='python' (or 'auto', "
-                       "which falls back to it).")
 
 
 def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
@@ -339,8 +286,12 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
     C = x.shape[1]
     check_affine(weight, "weight", C)
     check_affine(bias, "bias", C)
-    if backend != "python" and _use_cpp(_check_backend(backend), x, weight, bias):
-        return GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
+    if _check_backend(backend) != "python":
+        from .group_norm_cpp import GroupNormCppFunction, use_cpp       # (imports this module)
+
+        if use_cpp(backend, x, weight, bias):
+            return GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps),
+                                              bool(unbiased))
     return GroupNormFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
 
 

@@ -1,4 +1,6 @@
-"""Building and loading gnlib's fused C++ Group Norm kernel (``csrc/group_norm.cpp``).
+"""gnlib's fused C++ Group Norm kernel (``csrc/group_norm.cpp``): building and loading it,
+its registered ``torch.library`` operators, and :class:`GroupNormCppFunction`, the autograd
+Function that :func:`gnlib.norms.group_norm` runs for ``backend="cpp"`` / ``"auto"``.
 
 The kernel is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler
 and ninja are needed; under a minute, once: torch caches the build in ``TORCH_EXTENSIONS_DIR``,
@@ -28,8 +30,8 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["FLAGS", "SOURCE", "available", "backward_op", "build_flags", "forward_op", "load",
-           "machine_tag", "why_unavailable"]
+__all__ = ["FLAGS", "SOURCE", "GroupNormCppFunction", "available", "backward_op", "build_flags",
+           "forward_op", "load", "machine_tag", "use_cpp", "why_unavailable"]
 
 #: The C++ source, shipped as package data (pyproject ``[tool.setuptools.package-data]``).
 SOURCE = Path(__file__).resolve().parent / "csrc" / "group_norm.cpp"
@@ -133,8 +135,14 @@ def why_unavailable() -> str:
 # GroupNormCppFunction calls these registered operators instead, whose fake implementations give
 # the output shapes and strides, so Dynamo traces through GN instead of breaking the graph at an
 # opaque extension call.
+import math  # noqa: E402
+from typing import Any  # noqa: E402
+
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from .checks import denominator  # noqa: E402
+from .group_norm import _backward_differentiable, _dense  # noqa: E402
 
 
 @torch.library.custom_op("gnlib::group_norm_forward", mutates_args=())
@@ -166,6 +174,61 @@ def _(dy, x, mean, rstd, weight, G, D, need_x, need_w):
     C = x.shape[1]
     return (torch.empty_like(x) if need_x else x.new_empty(0),
             x.new_empty(C) if need_w else x.new_empty(0), x.new_empty(C))
+
+
+# ---- the kernel as an autograd Function --------------------------------------------------
+class GroupNormCppFunction(torch.autograd.Function):
+    r""":class:`~gnlib.norms.GroupNormFunction` with the forward and (B1)-(B2) in one fused C++ kernel
+    (``csrc/group_norm.cpp``, built on first use by :func:`load`).
+
+    Same arguments, same saved tensors (``x``, the ``(N, G)`` ``mean`` and ``rstd``, ``weight``)
+    and same memory formats (channels-first or channels-last, no copy); CPU float32 / float64
+    only (:func:`group_norm` sends other inputs to :class:`~gnlib.norms.GroupNormFunction`). Under
+    ``create_graph=True`` the backward is :class:`~gnlib.norms.GroupNormFunction`'s differentiable one.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, G: int, weight: Tensor | None, bias: Tensor | None,
+                eps: float, unbiased: bool) -> Tensor:
+        x = _dense(x)
+        compiling = torch.compiler.is_compiling()                    # traced: the registered op
+        kernel = forward_op if compiling else load().forward
+        y, mean, rstd = kernel(x, weight, bias, G, eps, unbiased)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        ctx.G, ctx.eps, ctx.has_bias = G, eps, bias is not None
+        ctx.D = denominator(x.shape[1] // G * math.prod(x.shape[2:]), unbiased)  # |S| or |S|-1
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, mean, rstd, weight = ctx.saved_tensors
+        need_x, _, need_w, need_b = ctx.needs_input_grad[:4]
+        if torch.is_grad_enabled():                                  # create_graph=True
+            dx, dw, db = _backward_differentiable(dy, x, ctx.G, weight, ctx.D, ctx.eps)
+        else:                                                        # (B1), (B2) in C++
+            compiling = torch.compiler.is_compiling()
+            kernel = backward_op if compiling else load().backward
+            dx, dw, db = kernel(dy, x, mean, rstd, weight, ctx.G, ctx.D, need_x, need_w)
+            if weight is not None and weight.dtype != x.dtype:
+                dw, db = (t if t is None else t.to(weight.dtype) for t in (dw, db))
+        return (dx if need_x else None, None, dw if need_w else None,
+                db if need_b and ctx.has_bias else None, None, None)
+
+
+def use_cpp(backend: str, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> bool:
+    """Whether ``backend`` ("cpp" or "auto") runs the C++ kernel on these inputs: only CPU
+    float32 / float64 ones (else the Python path). ``"cpp"`` raises if the kernel cannot be
+    built; ``"auto"`` then takes the Python path."""
+    if not (x.is_cpu and x.dtype in (torch.float32, torch.float64)
+            and (weight is None or weight.is_cpu) and (bias is None or bias.is_cpu)):
+        return False
+    if available():
+        return True
+    if backend == "auto":
+        return False
+    raise RuntimeError("group_norm(backend='cpp'): the C++ kernel is not available: "
+                       f"{why_unavailable()}\nUse backend='python' (or 'auto', "
+                       "which falls back to it).")
 
 
 if __name__ == "__main__":          # python -m gnlib.norms.group_norm_cpp: build now, say how
