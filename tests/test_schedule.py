@@ -4,7 +4,7 @@ import math
 import matplotlib
 import pytest
 
-from gnlib.analysis import describe_schedules, last_epoch_change, schedule_table
+from gnlib.analysis import describe_schedules, last_epoch_change, schedule_pairs, schedule_table
 from gnlib.results import normalize
 
 matplotlib.use("Agg")
@@ -58,6 +58,22 @@ def test_schedule_table_pairs_seeds_across_budgets_and_judges_only_complete_cond
     assert lines[0].startswith("BN over 32 images (3 seeds): 8.60 % -> 8.00 %, longer minus shorter -0.60")
     assert "better (p = " in lines[0] and lines[0].endswith("last epoch -0.03 points (met)")
     assert lines[2].startswith("GN (1 seed): 9.00 % -> 8.40 %") and "one seed pair only" in lines[2]
+
+
+def test_schedule_pairs_keeps_only_seeds_usable_at_both_budgets():
+    short = [rec("bn", s, [9.0, 8.5 + 0.1 * s]) for s in range(3)] + [rec("gn", 0, [9.4, 9.1])]
+    long = [rec("bn", 0, [9.0, 8.6, 8.1]), rec("bn", 2, [9.0, 8.5, 8.3]),
+            rec("bn", 1, [90.0] * 3, loss=[math.log(10)] * 3),                # did not train
+            rec("gn", 0, [9.4, 9.0, 8.8]), rec("bn", 0, [9.9, 9.5, 9.4], devices=16)]
+    pairs, conds, budgets = schedule_pairs(short, long)
+    assert budgets == ("2 epochs", "3 epochs")
+    assert conds == [("bn", 32), ("bn", 2), ("gn", 32)]
+    bn = pairs[(pairs["norm"] == "bn") & (pairs["slice"] == 32)].set_index("seed")
+    assert list(bn.index) == [0, 2]
+    assert bn.loc[2, "final_a"] == pytest.approx(8.7) and bn.loc[2, "final_b"] == pytest.approx(8.3)
+    assert bn.loc[0, "last_epoch_change_a"] == pytest.approx(-0.5)
+    assert bn.loc[0, "last_epoch_change_b"] == pytest.approx(-0.5)
+    assert len(pairs[pairs["slice"] == 2]) == 0                               # no shorter run
 
 
 def test_a_missed_criterion_is_reported():

@@ -16,7 +16,7 @@ from .reports import (TWINS, condition_table, describe_conditions, describe_figu
                       describe_small_batch, figure1_table, method_summary,
                       summary_table, twin_paired, twin_runs)
 from .schedule import (LAST_EPOCH_CRITERION, describe_schedules, last_epoch_change, schedule_gap,
-                       schedule_table)
+                       schedule_pairs, schedule_table)
 from .stats import ALPHA, Paired, describe_paired, mean_se, paired_difference, paired_test
 
 __all__ = ["ALPHA", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_frame",
@@ -24,4 +24,4 @@ __all__ = ["ALPHA", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_fr
            "describe_paired", "describe_schedules", "describe_small_batch", "figure1_table",
            "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
            "non_iid_order", "Paired", "paired_difference", "paired_test", "runs_frame",
-           "schedule_gap", "schedule_table", "summary_table", "twin_paired", "twin_runs"]
+           "schedule_gap", "schedule_pairs", "schedule_table", "summary_table", "twin_paired", "twin_runs"]

@@ -19,7 +19,7 @@ from .frames import runs_frame
 from .stats import mean_se, paired_test
 
 __all__ = ["LAST_EPOCH_CRITERION", "describe_schedules", "last_epoch_change", "last_epoch_frame",
-           "schedule_gap", "schedule_table"]
+           "schedule_gap", "schedule_pairs", "schedule_table"]
 
 #: Points of test error the last epoch may still change the mean over seeds by (Figure 1's issue).
 LAST_EPOCH_CRITERION = 0.15
@@ -51,6 +51,18 @@ def _conditions(df) -> list[tuple[str, int]]:
     bn = sorted({int(s) for s in df[df["norm"] == "bn"]["slice"]}, reverse=True)
     top = bn[0] if bn else 32
     return [("bn", s) for s in bn] + [(n, top) for n in ("gn", "ln", "in") if n in set(df["norm"])]
+
+
+def schedule_pairs(shorter: list[dict], longer: list[dict]):
+    """The two budgets side by side, seed by seed: ``(pairs, conditions, budgets)``. ``pairs``
+    has one row per ``norm``, ``slice``, ``seed`` usable at both budgets, with ``final_a`` /
+    ``last_epoch_change_a`` (shorter) and ``final_b`` / ``last_epoch_change_b`` (longer);
+    ``conditions`` lists the ``(norm, slice)`` of the longer budget in Figure 1's order;
+    ``budgets`` names them (e.g. ``("10 epochs", "20 epochs")``)."""
+    a, b = last_epoch_frame(shorter), last_epoch_frame(longer)
+    pairs = a.merge(b, on=["norm", "slice", "seed"], suffixes=("_a", "_b"))
+    budgets = tuple(f"{r[0]['config']['epochs']} epochs" if r else "?" for r in (shorter, longer))
+    return pairs, _conditions(b), budgets
 
 
 def schedule_table(shorter: list[dict], longer: list[dict], seeds: int = 3):

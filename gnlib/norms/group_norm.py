@@ -286,12 +286,9 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
     C = x.shape[1]
     check_affine(weight, "weight", C)
     check_affine(bias, "bias", C)
-    if _check_backend(backend) != "python":
-        from .group_norm_cpp import GroupNormCppFunction, use_cpp       # (imports this module)
-
-        if use_cpp(backend, x, weight, bias):
-            return GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps),
-                                              bool(unbiased))
+    if _check_backend(backend) != "python" and _cpp.use_cpp(backend, x, weight, bias):
+        return _cpp.GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps),
+                                               bool(unbiased))
     return GroupNormFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
 
 
@@ -359,3 +356,7 @@ def use_backend(module: nn.Module, backend: str) -> nn.Module:
         if isinstance(m, GroupNorm):
             m.backend = backend
     return module
+
+
+# Last, as the kernel's module imports this one's helpers (_dense, _backward_differentiable).
+from . import group_norm_cpp as _cpp  # noqa: E402

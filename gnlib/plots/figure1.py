@@ -17,8 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from ..analysis import LAST_EPOCH_CRITERION, mean_se, runs_frame, schedule_table
-from ..analysis.schedule import last_epoch_frame
+from ..analysis import LAST_EPOCH_CRITERION, mean_se, runs_frame, schedule_pairs
 from .style import NORM_COLORS, NORM_LABELS, label_axes
 
 __all__ = ["plot_figure1", "plot_figure1_curves", "plot_figure1_diagnostics", "plot_schedules"]
@@ -197,12 +196,8 @@ def plot_schedules(shorter: list[dict], longer: list[dict], zoom_above: float = 
     Right: the last epoch's change of the test error, mean over the seeds (bars) and each seed
     (dots), with the band :math:`\pm` :data:`~gnlib.analysis.LAST_EPOCH_CRITERION` (values
     beyond the axis written at its edge)."""
-    table = schedule_table(shorter, longer)
-    budgets = [c[:-2] for c in table.columns if c.endswith("epochs %")]
-    conds = list(zip(table["norm"], table["images per device"]))
+    both, conds, budgets = schedule_pairs(shorter, longer)
     names = [f"BN {s}" if n == "bn" else n.upper() for n, s in conds]
-    frames = [last_epoch_frame(r) for r in (shorter, longer)]
-    both = frames[0].merge(frames[1], on=["norm", "slice", "seed"], suffixes=("_a", "_b"))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     low = both[[c for c in ("final_a", "final_b")]].stack()
     low = low[low <= zoom_above]
