@@ -4,7 +4,7 @@ Two layers, so the logic is tested without a browser:
 
 * :class:`TrainNow`: builds the config of a :class:`LiveSetting` (norm; images per device for
   BN; G for GN; epochs) on the quick Figure-1 preset (total batch 32, crop + flip, lr 0.1 with
-  cosine decay), trains it with :func:`gnlib.train.train`, finds the committed full-preset runs
+  cosine decay), trains it with :func:`gnlib.train.train`, finds the committed runs
   of the same setting among the Figure-1 records (same norm, same images per device, same G),
   and draws the live test-error curve next to theirs (:func:`plot_live_vs_committed`);
 * :func:`train_now_panel`: the ipywidgets controls, a "Train now" button whose callback runs
@@ -79,8 +79,8 @@ def _slice(config: dict) -> int:
 class TrainNow:
     """Live runs of the quick Figure-1 preset next to the committed Figure-1 runs.
 
-    ``committed``: Figure-1 records (full preset) to compare with; ``sizes``: overrides of the
-    quick preset's training settings (e.g. ``train_size``, ``test_size``; tests use
+    ``committed``: Figure-1 records (of one preset) to compare with; ``sizes``: overrides of
+    the quick preset's training settings (e.g. ``train_size``, ``test_size``; tests use
     ``dataset="synthetic"``); ``max_epochs``: the epochs control's limit.
     """
 
@@ -147,10 +147,10 @@ class TrainNow:
         if not runs:
             lines.append("committed: no committed run for this setting")
         else:
-            c = runs[0]["config"]
+            c, preset = runs[0]["config"], runs[0].get("preset", "full")
             errs = ", ".join(f"{r['test_error']:.2f}" for r in runs)
             seeds = ", ".join(str(r["config"]["seed"]) for r in runs)
-            lines.append(f"committed (full preset, {c['train_size']:,} training images, "
+            lines.append(f"committed ({preset} preset, {c['train_size']:,} training images, "
                          f"{c['epochs']} epochs): test error {errs} % "
                          f"(seed{'s' * (len(runs) > 1)} {seeds})")
         return "\n".join(lines)

@@ -12,6 +12,7 @@ are left out of every mean and counted.
 """
 from .frames import (RUN_COLUMNS, bn_drift_frame, condition_order, history_frame, non_iid_label,
                      non_iid_order, runs_frame)
+from .gap_sources import EVALUATIONS, GapSource, describe_gap_sources, gap_sources
 from .reports import (TWINS, condition_table, describe_conditions, describe_figure1,
                       describe_small_batch, figure1_table, method_summary,
                       summary_table, twin_paired, twin_runs)
@@ -19,7 +20,7 @@ from .schedule import (LAST_EPOCH_CRITERION, describe_schedules, last_epoch_chan
                        schedule_pairs, schedule_table)
 from .stats import ALPHA, Paired, describe_paired, mean_se, paired_difference, paired_test
 
-__all__ = ["ALPHA", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_frame",
+__all__ = ["ALPHA", "EVALUATIONS", "GapSource", "describe_gap_sources", "gap_sources", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_frame",
            "condition_order", "condition_table", "describe_conditions", "describe_figure1",
            "describe_paired", "describe_schedules", "describe_small_batch", "figure1_table",
            "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
