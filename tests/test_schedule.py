@@ -107,10 +107,12 @@ def test_schedule_gap_compares_the_same_seeds_at_both_budgets():
     short += [rec("bn", s, [9.9, 9.2 + 0.1 * s + 0.05 * s], devices=16) for s in range(3)]
     long = [rec("bn", s, [9.0, 8.0]) for s in range(3)]
     long += [rec("bn", s, [9.5, 8.7 + 0.1 * s], devices=16) for s in range(2)]   # seed 2 not yet
-    at_short, at_long = schedule_gap(short, long, ("bn", 2), ("bn", 32))
-    assert at_short.n == at_long.n == 2                                   # seeds 0 and 1 only
+    at_short, at_long, change = schedule_gap(short, long, ("bn", 2), ("bn", 32))
+    assert at_short.n == at_long.n == change.n == 2                       # seeds 0 and 1 only
     assert at_short.mean == pytest.approx((0.7 + 0.75) / 2)
     assert at_long.mean == pytest.approx((0.7 + 0.8) / 2)
+    assert change.mean == pytest.approx((0.0 + 0.05) / 2)                 # per seed: 0.7-0.7, 0.8-0.75
+    assert change.se == pytest.approx(0.025)
 
 
 def test_a_p_value_just_above_5_percent_is_not_printed_as_0_05():

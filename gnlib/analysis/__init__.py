@@ -16,13 +16,14 @@ from .gap_sources import EVALUATIONS, GapSource, describe_gap_sources, gap_sourc
 from .reports import (TWINS, condition_table, describe_conditions, describe_figure1,
                       describe_small_batch, figure1_table, method_summary,
                       summary_table, twin_paired, twin_runs)
-from .schedule import (LAST_EPOCH_CRITERION, describe_schedules, last_epoch_change, schedule_gap,
-                       schedule_pairs, schedule_table)
+from .schedule import (LAST_EPOCH_CRITERION, BudgetGap, describe_schedules, last_epoch_change,
+                       schedule_gap, schedule_pairs, schedule_table)
 from .stats import ALPHA, Paired, describe_paired, mean_se, paired_difference, paired_test
 
-__all__ = ["ALPHA", "EVALUATIONS", "GapSource", "describe_gap_sources", "gap_sources", "LAST_EPOCH_CRITERION", "RUN_COLUMNS", "TWINS", "bn_drift_frame",
-           "condition_order", "condition_table", "describe_conditions", "describe_figure1",
-           "describe_paired", "describe_schedules", "describe_small_batch", "figure1_table",
-           "history_frame", "last_epoch_change", "mean_se", "method_summary", "non_iid_label",
-           "non_iid_order", "Paired", "paired_difference", "paired_test", "runs_frame",
-           "schedule_gap", "schedule_pairs", "schedule_table", "summary_table", "twin_paired", "twin_runs"]
+__all__ = ["ALPHA", "BudgetGap", "EVALUATIONS", "GapSource", "LAST_EPOCH_CRITERION", "RUN_COLUMNS",
+           "TWINS", "bn_drift_frame", "condition_order", "condition_table", "describe_conditions",
+           "describe_figure1", "describe_gap_sources", "describe_paired", "describe_schedules",
+           "describe_small_batch", "figure1_table", "gap_sources", "history_frame",
+           "last_epoch_change", "mean_se", "method_summary", "non_iid_label", "non_iid_order",
+           "Paired", "paired_difference", "paired_test", "runs_frame", "schedule_gap",
+           "schedule_pairs", "schedule_table", "summary_table", "twin_paired", "twin_runs"]

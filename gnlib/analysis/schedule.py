@@ -15,10 +15,12 @@ whole batch; runs that diverged or did not train are left out (and counted).
 """
 from __future__ import annotations
 
-from .frames import runs_frame
-from .stats import mean_se, paired_test
+from typing import NamedTuple
 
-__all__ = ["LAST_EPOCH_CRITERION", "describe_schedules", "last_epoch_change", "last_epoch_frame",
+from .frames import runs_frame
+from .stats import Paired, mean_se, paired_test
+
+__all__ = ["LAST_EPOCH_CRITERION", "BudgetGap", "describe_schedules", "last_epoch_change", "last_epoch_frame",
            "schedule_gap", "schedule_pairs", "schedule_table"]
 
 #: Points of test error the last epoch may still change the mean over seeds by (Figure 1's issue).
@@ -121,12 +123,24 @@ def describe_schedules(table) -> list[str]:
     return out
 
 
-def schedule_gap(shorter: list[dict], longer: list[dict], a: tuple[str, int], b: tuple[str, int]):
+class BudgetGap(NamedTuple):
+    r"""A seed-paired gap at two budgets and how it changed: ``shorter``, ``longer`` (each
+    :math:`\bar g \pm` SE over the same seeds) and ``change``, the paired test of
+    :math:`g_{\text{longer}}(k) - g_{\text{shorter}}(k)`."""
+
+    shorter: Paired
+    longer: Paired
+    change: Paired
+
+
+def schedule_gap(shorter: list[dict], longer: list[dict], a: tuple[str, int],
+                 b: tuple[str, int]) -> BudgetGap:
     """The seed-paired difference of conditions ``a`` minus ``b`` (``(norm, slice)``) at each
-    budget, over the seeds usable in both conditions at both budgets (so the two budgets
-    compare the same seeds): ``(Paired at the shorter, Paired at the longer)``."""
+    budget, and its change from the shorter budget to the longer, over the seeds usable in both
+    conditions at both budgets (so the budgets compare the same seeds)."""
     frames = [runs_frame(r) for r in (shorter, longer)]
     sel = [[d[(d["norm"] == n) & (d["slice"] == s) & d["usable"]].set_index("seed")["test_error"]
             for n, s in (a, b)] for d in frames]
     seeds = sorted(set.intersection(*(set(x.index) for pair in sel for x in pair)))
-    return tuple(paired_test((x[seeds] - y[seeds]).tolist()) for x, y in sel)
+    gaps = [x[seeds] - y[seeds] for x, y in sel]
+    return BudgetGap(*(paired_test(g.tolist()) for g in gaps), paired_test((gaps[1] - gaps[0]).tolist()))
