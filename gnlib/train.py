@@ -22,8 +22,8 @@ The recipe follows Wu & He (2018), shrunk to a CPU:
   slice comes from one class / one random pair of classes (:mod:`gnlib.sampling`);
 * the fast route (``memory_format="channels_last"``, the default) keeps the model and every
   batch in channels-last memory, and ``gn_backend="auto"`` (the default) runs gnlib's GN, LN
-  and IN layers on the fused C++ kernel where it can be built (``"python"`` turns it off;
-  :data:`gnlib.norms.BACKENDS`); ``device`` is ``"cpu"``, ``"cuda"`` or ``"auto"``;
+  and IN layers, and BN over per-device slices, on the fused C++ Group Norm kernel where it can
+  be built (``"python"`` turns it off; :data:`gnlib.norms.BACKENDS`); ``device`` is ``"cpu"``, ``"cuda"`` or ``"auto"``;
 * for BN-family norms, :mod:`gnlib.diagnostics` records the running-statistics gap each epoch
   and, at the end, PreciseBN and train-mode test errors and per-layer statistics;
 * a non-finite loss stops the run (``diverged``); a run whose loss never falls below
@@ -94,7 +94,7 @@ class TrainConfig:
     memory_format: str = "channels_last"   # the fast route; "contiguous" turns it off
     device: str = "cpu"             # "cpu", "cuda" or "auto" (cuda when available)
     renorm: str = "fixed"           # BR: "fixed" r_max 1.5, d_max 0.5 (GN paper); "warmup" (BR paper)
-    gn_backend: str = "auto"        # GN/LN/IN layers: "auto" (C++ kernel where built), "python", "cpp"
+    gn_backend: str = "auto"        # GN/LN/IN, per-device BN: "auto" (C++ kernel where built), "python", "cpp"
 
     def __post_init__(self) -> None:
         self.widths, self.blocks, self.strides = (tuple(self.widths), tuple(self.blocks),

@@ -262,3 +262,46 @@ def test_torch_compile_traces_through_the_kernel_and_matches_eager():
         traced = _fwd_grads(lambda x, G, w, b: compiled(x), x, 4, None, None, torch.ones_like(x))[0]
         assert torch.allclose(traced[0], eager[0], atol=1e-5)
         assert torch.allclose(traced[1], eager[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, splits", [((32, 16, 7, 7), 16), ((8, 6, 5, 5), 4), ((4, 5, 3, 3), 4),
+                                           ((6, 3, 1, 1), 2)])
+def test_per_device_bn_on_the_kernel_matches_the_python_path(shape, splits):
+    """GhostBatchNorm2d(backend="cpp") on channels-last input: the slices as GN's samples with one
+    channel per group. Output, all three gradients and the running statistics match the Python
+    path; the output stays channels-last."""
+    from gnlib.norms import GhostBatchNorm2d
+
+    torch.manual_seed(0)
+    py, cpp = GhostBatchNorm2d(shape[1], splits), GhostBatchNorm2d(shape[1], splits, backend="cpp")
+    with torch.no_grad():
+        py.weight.uniform_(0.5, 1.5)
+        py.bias.normal_()
+    cpp.load_state_dict(py.state_dict())
+    x = (3 * torch.randn(shape) + 2).contiguous(memory_format=torch.channels_last).requires_grad_()
+    g = torch.randn(shape)
+    for _ in range(2):                                      # two steps: the running averages move
+        out = []
+        for layer in (py, cpp):
+            y = layer(x)
+            out.append((y, *torch.autograd.grad(y, (x, layer.weight, layer.bias), g)))
+        for a, b in zip(*out):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * (1 + a.abs().max().item()))
+    assert out[1][0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cpp.running_mean, py.running_mean)
+    torch.testing.assert_close(cpp.running_var, py.running_var)
+    assert "backend='cpp'" in repr(cpp)
+
+
+def test_per_device_bn_takes_the_python_path_for_contiguous_input_and_use_backend_sets_it():
+    from gnlib.norms import GhostBatchNorm2d
+    from gnlib.train import TrainConfig, prepare_model
+
+    torch.manual_seed(0)
+    py, cpp = GhostBatchNorm2d(6, 4), GhostBatchNorm2d(6, 4, backend="cpp")
+    x = torch.randn(8, 6, 5, 5)                              # contiguous: the Python path, bit for bit
+    assert torch.equal(py(x), cpp(x)) and torch.equal(py.running_var, cpp.running_var)
+    for backend in ("auto", "python"):                      # gnlib.train's switch reaches them
+        model = prepare_model(TrainConfig(norm="bn", batch_size=32, devices=16, gn_backend=backend))
+        ghosts = [m for m in model.modules() if isinstance(m, GhostBatchNorm2d)]
+        assert ghosts and all(m.backend == backend for m in ghosts)

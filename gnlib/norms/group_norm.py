@@ -349,11 +349,15 @@ class GroupNorm(nn.GroupNorm):
 
 
 def use_backend(module: nn.Module, backend: str) -> nn.Module:
-    """Set ``backend`` (one of :data:`BACKENDS`) on every :class:`GroupNorm` inside ``module``
-    (GN, and LN / IN built as GN with ``G = 1`` / ``G = C``); returns ``module``."""
+    """Set ``backend`` (one of :data:`BACKENDS`) on every layer inside ``module`` that
+    :func:`group_norm` computes: :class:`GroupNorm` (GN, and LN / IN built as GN with ``G = 1``
+    / ``G = C``) and :class:`~gnlib.norms.GhostBatchNorm2d` (BN per device slice); returns
+    ``module``."""
+    from .per_device_bn import GhostBatchNorm2d                       # (imports this module)
+
     backend = _check_backend(backend)
     for m in module.modules():
-        if isinstance(m, GroupNorm):
+        if isinstance(m, (GroupNorm, GhostBatchNorm2d)):
             m.backend = backend
     return module
 
