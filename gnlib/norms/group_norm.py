@@ -288,7 +288,7 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
     check_affine(bias, "bias", C)
     if _check_backend(backend) != "python" and _cpp.use_cpp(backend, x, weight, bias):
         return _cpp.GroupNormCppFunction.apply(x, num_groups, weight, bias, float(eps),
-                                               bool(unbiased))
+                                               bool(unbiased))[0]
     return GroupNormFunction.apply(x, num_groups, weight, bias, float(eps), bool(unbiased))
 
 

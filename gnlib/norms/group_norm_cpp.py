@@ -185,6 +185,8 @@ class GroupNormCppFunction(torch.autograd.Function):
     and same memory formats (channels-first or channels-last, no copy); CPU float32 / float64
     only (:func:`group_norm` sends other inputs to :class:`~gnlib.norms.GroupNormFunction`). Under
     ``create_graph=True`` the backward is :class:`~gnlib.norms.GroupNormFunction`'s differentiable one.
+    Returns ``(y, mean, rstd)``; the statistics are not differentiable (per-device BN keeps its
+    running averages from them).
     """
 
     @staticmethod
@@ -197,10 +199,11 @@ class GroupNormCppFunction(torch.autograd.Function):
         ctx.save_for_backward(x, mean, rstd, weight)
         ctx.G, ctx.eps, ctx.has_bias = G, eps, bias is not None
         ctx.D = denominator(x.shape[1] // G * math.prod(x.shape[2:]), unbiased)  # |S| or |S|-1
-        return y
+        ctx.mark_non_differentiable(mean, rstd)
+        return y, mean, rstd
 
     @staticmethod
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, dy: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         x, mean, rstd, weight = ctx.saved_tensors
         need_x, _, need_w, need_b = ctx.needs_input_grad[:4]
         if torch.is_grad_enabled():                                  # create_graph=True

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .group_norm import _check_backend, group_norm
+from . import group_norm_cpp as _cpp
+from .group_norm import _check_backend
 from .running_stats import update_running_stats
 
 __all__ = ["GhostBatchNorm2d", "GlobalBatchNorm2d", "all_reduce_sum", "convert_to_global_bn",
@@ -61,8 +62,8 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     In channels-last memory the ``d`` slices, seen as a ``(d, C, n H W, 1)`` tensor, are
     channels-last too, and BN per slice is GN on it with one channel per group (:math:`S_i`
     above is GN's set for sample ``k``, group ``c``): ``backend="cpp"`` / ``"auto"`` computes it
-    with :func:`~gnlib.norms.group_norm`'s fused C++ kernel (1.4-1.8x faster here, the same
-    result to float rounding).
+    with :func:`~gnlib.norms.group_norm`'s fused C++ kernel (the same result to float rounding;
+    where the kernel is unavailable ``"auto"`` computes it as below).
 
     Args:
         num_features: ``C``.
@@ -70,7 +71,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         eps, momentum, affine, track_running_stats: as :class:`torch.nn.BatchNorm2d`
             (``momentum=None``: cumulative average).
         backend: ``"python"`` (default), ``"cpp"`` or ``"auto"``: the training forward of
-            channels-last inputs through :func:`~gnlib.norms.group_norm` with that backend.
+            channels-last inputs on the C++ Group Norm kernel (see :func:`~gnlib.norms.group_norm`).
 
     Shape:
         - Input: :math:`(N, C, H, W)` with ``N`` divisible by ``splits``; Output: the same.
@@ -113,8 +114,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         if not self.training or self.splits == 1:
             return super().forward(x)
         self._check(x)
-        if self.backend != "python" and x.is_contiguous(memory_format=torch.channels_last):
-            return self._as_group_norm(x)
+        if (self.backend != "python" and x.is_contiguous(memory_format=torch.channels_last)
+                and _cpp.use_cpp(self.backend, x, self.weight, self.bias)):
+            return self._on_group_norm_kernel(x)
         xs, S, cshape = device_slices(x, self.splits)
         m = xs.shape[S[0]] * xs.shape[S[1]]                              # n H W
         mean = xs.sum(S, keepdim=True) / m                               # mu_B per slice
@@ -131,19 +133,18 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
                                      var.mean(0).flatten() * (m / (m - 1)))
         return _unslice(y, x)
 
-    def _as_group_norm(self, x: Tensor) -> Tensor:
-        """Channels-last ``x``: the slices as GN's samples, one group per channel (no copy)."""
+    def _on_group_norm_kernel(self, x: Tensor) -> Tensor:
+        """Channels-last ``x``: the slices as GN's samples, one group per channel (no copy);
+        the running averages from the kernel's per-slice statistics."""
         N, C, H, W = x.shape
         xv = x.permute(0, 2, 3, 1).reshape(self.splits, -1, 1, C).permute(0, 3, 1, 2)  # (d, C, nHW, 1)
-        y = group_norm(xv, C, self.weight, self.bias, self.eps, backend=self.backend)
+        y, mean, rstd = _cpp.GroupNormCppFunction.apply(xv, C, self.weight, self.bias,
+                                                        float(self.eps), False)
         if self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():                            # per slice, sums in float64
-                xs = xv.detach().permute(0, 2, 3, 1).reshape(self.splits, -1, C)   # (d, nHW, C)
-                m = xs.shape[1]
-                mean = xs.sum(1, dtype=torch.float64) / m
-                var = (xs * xs).sum(1, dtype=torch.float64) / m - mean * mean
-                update_running_stats(self, mean.mean(0).to(x.dtype),
-                                     (var.mean(0) * (m / (m - 1))).to(x.dtype))
+            with torch.no_grad():
+                m = xv.shape[2]                                          # n H W
+                var = rstd.double().pow(-2) - self.eps                   # biased sigma_B^2 (d, C)
+                update_running_stats(self, mean.mean(0), (var.mean(0) * (m / (m - 1))).to(x.dtype))
         return y.permute(0, 2, 3, 1).reshape(N, H, W, C).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
