@@ -57,3 +57,11 @@ def test_the_readme_train_mode_error_of_single_images(figure1):
     assert f"{t.loc[('bn', 1), 'train-mode %']:.1f} %" in intro()
     recovered = gap_sources(runs_frame(records), 1)[2].change
     assert recovered.significant and recovered.mean < 0
+
+
+def test_the_readme_middle_of_the_curve_is_within_seed_noise(figure1):
+    _, t = figure1
+    assert "BN over 16, 8 and 4 images per device stays within seed noise of BN over 32" in intro()
+    for s in (16, 8, 4):
+        assert not t.loc[("bn", s), "vs BN at 32"].significant, s
+    assert not t.loc[("bn", 2), "vs BN at 32"].significant and t.loc[("bn", 1), "vs BN at 32"].significant
