@@ -53,6 +53,7 @@ bench: install
 # Regenerate figures/ from the committed results/ (no training).
 figures: install
 	$(PY) -m gnlib plot all
+	$(PY) -m gnlib plot figure1 --preset long
 
 clean:
 	rm -rf $(VENV) build *.egg-info
