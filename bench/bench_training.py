@@ -15,9 +15,10 @@ per-device slices, at batch 32 and batch 2. Routes (each a change on top of the 
 The steps of every norm and route of one batch size and the float32 matmul peak (``torch.mm``
 of 1024 x 1024, 1 thread) are interleaved in blocks and each keeps its best block (the least
 disturbed by other processes), so every ratio compares timings taken side by side; the peak
-used is the higher of that and the matmul timed alone before and after (conservative); achieved GFLOP/s counts ``3 x 2 x MACs`` per image (forward +
-backward, :func:`gnlib.models.count_macs`). Two ceilings bound what any route can reach: the eager
-step's fraction of peak (no route is more than ``1 / fraction`` times faster) and, with
+used is the higher of that and the matmul timed alone before and after (conservative);
+achieved GFLOP/s counts ``3 x 2 x MACs`` per image (forward + backward,
+:func:`gnlib.models.count_macs`). Two ceilings bound what any route can reach: the eager step's
+fraction of peak (no route is more than ``1 / fraction`` times faster) and, with
 ``--ceiling``, the GFLOP/s of the model's convolutions alone, each layer's forward + backward
 timed at its own input shape, per batch size.
 
