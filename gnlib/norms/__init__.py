@@ -16,9 +16,9 @@ Nothing here imports data, training, results or plotting code.
 """
 from .batch_renorm import BatchRenorm, BatchRenorm1d, BatchRenorm2d, BatchRenorm3d, RenormSchedule
 from .checks import check_groups, valid_groups
-from .factory import NORM_KINDS, channels_per_group, make_norm
+from .factory import NORM_KINDS, channels_per_group, make_norm, use_backend
 from .group_norm import (BACKENDS, GroupNorm, GroupNormFunction, group_norm,
-                         group_norm_reference, use_backend)
+                         group_norm_reference)
 from .group_norm_cpp import GroupNormCppFunction
 from .per_device_bn import GhostBatchNorm2d, GlobalBatchNorm2d, convert_to_global_bn
 from .running_stats import update_running_stats

@@ -1,4 +1,5 @@
-"""One factory for every normalization the course compares: :func:`make_norm`."""
+"""One factory for every normalization the course compares: :func:`make_norm`; and
+:func:`use_backend`, which switches the layers the Group Norm kernel computes."""
 from __future__ import annotations
 
 import warnings
@@ -6,10 +7,10 @@ import warnings
 from torch import nn
 
 from .batch_renorm import BatchRenorm1d, BatchRenorm2d, BatchRenorm3d, RenormSchedule
-from .group_norm import GroupNorm
+from .group_norm import GroupNorm, _check_backend
 from .per_device_bn import GhostBatchNorm2d
 
-__all__ = ["NORM_KINDS", "channels_per_group", "make_norm"]
+__all__ = ["NORM_KINDS", "channels_per_group", "make_norm", "use_backend"]
 
 #: The kinds :func:`make_norm` understands.
 NORM_KINDS = ("bn", "ln", "in", "gn", "none", "br")
@@ -95,3 +96,15 @@ def channels_per_group(layer: nn.Module) -> int | None:
     if isinstance(layer, (GroupNorm, nn.GroupNorm)):
         return layer.num_channels // layer.num_groups
     return None
+
+
+def use_backend(module: nn.Module, backend: str) -> nn.Module:
+    """Set ``backend`` (one of :data:`BACKENDS`) on every layer inside ``module`` that
+    :func:`group_norm` computes: :class:`GroupNorm` (GN, and LN / IN built as GN with ``G = 1``
+    / ``G = C``) and :class:`~gnlib.norms.GhostBatchNorm2d` (BN per device slice); returns
+    ``module``."""
+    backend = _check_backend(backend)
+    for m in module.modules():
+        if isinstance(m, (GroupNorm, GhostBatchNorm2d)):
+            m.backend = backend
+    return module

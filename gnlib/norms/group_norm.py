@@ -31,8 +31,7 @@ from torch import Tensor, nn
 
 from .checks import check_affine, check_groups, check_input, denominator
 
-__all__ = ["BACKENDS", "GroupNorm", "GroupNormFunction", "group_norm", "group_norm_reference",
-           "use_backend"]
+__all__ = ["BACKENDS", "GroupNorm", "GroupNormFunction", "group_norm", "group_norm_reference"]
 
 #: The implementations :func:`group_norm` and :class:`GroupNorm` can run: ``"python"`` (PyTorch
 #: operations, :class:`GroupNormFunction`; the default), ``"cpp"`` (fused C++ kernel,
@@ -346,20 +345,6 @@ class GroupNorm(nn.GroupNorm):
         s = f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
         s += ", unbiased=True" if self.unbiased else ""
         return s + (f", backend={self.backend!r}" if self.backend != "python" else "")
-
-
-def use_backend(module: nn.Module, backend: str) -> nn.Module:
-    """Set ``backend`` (one of :data:`BACKENDS`) on every layer inside ``module`` that
-    :func:`group_norm` computes: :class:`GroupNorm` (GN, and LN / IN built as GN with ``G = 1``
-    / ``G = C``) and :class:`~gnlib.norms.GhostBatchNorm2d` (BN per device slice); returns
-    ``module``."""
-    from .per_device_bn import GhostBatchNorm2d                       # (imports this module)
-
-    backend = _check_backend(backend)
-    for m in module.modules():
-        if isinstance(m, (GroupNorm, GhostBatchNorm2d)):
-            m.backend = backend
-    return module
 
 
 # Last, as the kernel's module imports this one's helpers (_dense, _backward_differentiable).
