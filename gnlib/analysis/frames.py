@@ -3,7 +3,7 @@ and order of batch conditions. Runs that diverged or did not train are kept, fla
 ``usable = False`` (:func:`gnlib.results.did_not_train`)."""
 from __future__ import annotations
 
-__all__ = ["RUN_COLUMNS", "bn_drift_frame", "condition_order", "history_frame", "non_iid_label",
+__all__ = ["RUN_COLUMNS", "bn_drift_frame", "condition_values", "condition_order", "history_frame", "non_iid_label",
            "non_iid_order", "runs_frame"]
 
 
@@ -91,3 +91,9 @@ def bn_drift_frame(records: list[dict]):
             for e, vr, mg in zip(r["history"]["epoch"], r["history"]["bn_var_ratio"],
                                  r["history"]["bn_mean_gap"]) if vr is not None]
     return pd.DataFrame(rows, columns=["norm", "condition", "seed", "epoch", "var_ratio", "mean_gap"])
+
+
+def condition_values(df, norm: str, s: int, column: str = "test_error"):
+    """``column`` of the usable runs of ``norm`` over slices of ``s`` images, by seed."""
+    d = df[df["usable"] & (df["norm"] == norm) & (df["slice"] == s)]
+    return d.set_index("seed")[column].astype(float)

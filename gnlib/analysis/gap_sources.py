@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .frames import condition_values
 from .stats import Paired, paired_test
 
 __all__ = ["EVALUATIONS", "GapSource", "describe_gap_sources", "gap_sources"]
@@ -38,17 +39,17 @@ class GapSource(NamedTuple):
     change: Paired | None
 
 
-def _per_seed(df, s: int, column: str):
-    d = df[df["usable"] & (df["norm"] == "bn")]
-    return d[d["slice"] == s].set_index("seed")[column].astype(float)
+def _most_images(df) -> int:
+    return int(df[df["norm"] == "bn"]["slice"].max())
 
 
 def gap_sources(df, s: int, top: int | None = None) -> list[GapSource]:
     """Per evaluation of :data:`EVALUATIONS`, the seed-paired gap of BN over ``s`` images minus
     BN over ``top`` (default: the most images per slice in ``df``) and its change against the
     running averages' gap; over the seeds usable in both conditions with every evaluation."""
-    top = top or int(df[df["norm"] == "bn"]["slice"].max())
-    gaps = {col: (_per_seed(df, s, col) - _per_seed(df, top, col)) for col, _ in EVALUATIONS}
+    top = top or _most_images(df)
+    gaps = {col: condition_values(df, "bn", s, col) - condition_values(df, "bn", top, col)
+            for col, _ in EVALUATIONS}
     seeds = sorted(set.intersection(*(set(g.dropna().index) for g in gaps.values())))
     ref = gaps[EVALUATIONS[0][0]][seeds]
     return [GapSource(name, paired_test(gaps[col][seeds].tolist()),
@@ -62,19 +63,19 @@ def _recovered(source: GapSource, reference: Paired) -> str:
         return "one seed pair only, no test"
     if not reference.mean > 0:
         return f"no gap to recover (change {c})"
+    test = f"(change {c}, {c.verdict(worse='larger', better='smaller')})"
     if not (c.significant and c.mean < 0):
-        return f"recovers no significant part of it (change {c}, {c.verdict(worse='larger', better='smaller')})"
-    return (f"recovers {-100 * c.mean / reference.mean:.0f} % of it (change {c}, "
-            f"{c.verdict(worse='larger', better='smaller')})")
+        return f"recovers no significant part of it {test}"
+    return f"recovers {-100 * c.mean / reference.mean:.0f} % of it {test}"
 
 
 def describe_gap_sources(df, slices=(2, 1), top: int | None = None) -> list[str]:
     """Per slice size: the running averages' gap with its verdict, then what PreciseBN and
     train-mode statistics leave of it and whether they recover part of it (:func:`gap_sources`)."""
-    out = []
+    top, out = top or _most_images(df), []
     for s in slices:
         ref, *others = gap_sources(df, s, top)
-        who = f"{s} image{'s' * (s > 1)} per device minus {top or int(df[df['norm'] == 'bn']['slice'].max())}"
+        who = f"{s} image{'s' * (s > 1)} per device minus {top}"
         out.append(f"{who}, {ref.evaluation}: {ref.gap}, {ref.gap.verdict()}")
         out += [f"  {o.evaluation}: {o.gap}; {_recovered(o, ref.gap)}" for o in others]
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .frames import runs_frame
+from .frames import condition_values, runs_frame
 from .stats import Paired, mean_se, paired_test
 
 __all__ = ["LAST_EPOCH_CRITERION", "BudgetGap", "describe_schedules", "last_epoch_change", "last_epoch_frame",
@@ -86,7 +86,7 @@ def schedule_table(shorter: list[dict], longer: list[dict], seeds: int = 3):
     rows = []
     for norm, s in _conditions(b):
         sel = lambda d: d[(d["norm"] == norm) & (d["slice"] == s)]  # noqa: E731
-        xa, xb = (sel(d)[sel(d)["usable"]].set_index("seed")["test_error"] for d in (a, b))
+        xa, xb = (condition_values(d, norm, s) for d in (a, b))
         paired = sorted(set(xa.index) & set(xb.index))
         ca, cb = (sel(d).set_index("seed")["last_epoch_change"].reindex(paired) for d in (da, db))
         delta = mean_se(cb.tolist())[0]
@@ -139,8 +139,7 @@ def schedule_gap(shorter: list[dict], longer: list[dict], a: tuple[str, int],
     budget, and its change from the shorter budget to the longer, over the seeds usable in both
     conditions at both budgets (so the budgets compare the same seeds)."""
     frames = [runs_frame(r) for r in (shorter, longer)]
-    sel = [[d[(d["norm"] == n) & (d["slice"] == s) & d["usable"]].set_index("seed")["test_error"]
-            for n, s in (a, b)] for d in frames]
+    sel = [[condition_values(d, *cond) for cond in (a, b)] for d in frames]
     seeds = sorted(set.intersection(*(set(x.index) for pair in sel for x in pair)))
     gaps = [x[seeds] - y[seeds] for x, y in sel]
     return BudgetGap(*(paired_test(g.tolist()) for g in gaps), paired_test((gaps[1] - gaps[0]).tolist()))
